@@ -1,0 +1,284 @@
+"""The course environment is pinned once and must stay consistent everywhere.
+
+requirements.txt holds the exact pins (README's install command); environment.yml repeats them
+for conda and Binder; pyproject.toml keeps loose ranges for hosts such as Colab. These tests fail
+when the files drift apart or when the installed environment is stale.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import tomllib
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIREMENTS = ROOT / "requirements.txt"
+PYPROJECT = ROOT / "pyproject.toml"
+ENVIRONMENT = ROOT / "environment.yml"
+BINDER_DIR = ROOT / "binder"
+
+# Every environment.yml repo2docker or conda may use; a binder/ copy must agree too.
+ENV_FILES = [ENVIRONMENT] + sorted(
+    p for p in (BINDER_DIR / "environment.yml", BINDER_DIR / "environment.yaml") if p.exists()
+)
+
+PIN_LINE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[A-Za-z0-9.+!-]+)$")
+
+# Packages whose installed version must equal the pin (the ones lessons and grading rely on).
+MAIN_PACKAGES = [
+    "numpy",
+    "scipy",
+    "matplotlib",
+    "scikit-learn",
+    "torch",
+    "ipywidgets",
+    "ipykernel",
+    "jupyterlab",
+    "nbgrader",
+    "nbclient",
+    "nbformat",
+    "jsonschema",
+    "tqdm",
+    "pytest",
+    "pyyaml",
+    "ruff",
+]
+
+
+def canonical(name: str) -> str:
+    """PEP 503 normalized project name: 'PyYAML' and 'pyyaml', 'scikit_learn' and 'scikit-learn'."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def strip_comment(line: str) -> str:
+    return line.split("#", 1)[0].strip()
+
+
+def requirement_lines() -> list[str]:
+    """Non-empty, comment-free lines of requirements.txt."""
+    lines = (strip_comment(raw) for raw in REQUIREMENTS.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line]
+
+
+def is_self_install(line: str) -> bool:
+    return re.fullmatch(r"(-e|--editable)(\s+|=)\.", line) is not None
+
+
+def parse_specs(lines: list[str], source: str) -> dict[str, str]:
+    """Map canonical name -> version specifier ('==2.4.6', '>=4.70', '' when unpinned).
+
+    Option lines (--extra-index-url ...) and '-e .' are skipped.
+    """
+    specs: dict[str, str] = {}
+    for line in lines:
+        if line.startswith("-"):
+            continue
+        try:
+            req = Requirement(line)
+        except InvalidRequirement as exc:
+            pytest.fail(f"{source}: cannot parse {line!r}: {exc}")
+        name = canonical(req.name)
+        assert name not in specs, f"{source}: {req.name} is listed twice"
+        specs[name] = str(req.specifier)
+    return specs
+
+
+def requirements_specs() -> dict[str, str]:
+    return parse_specs(requirement_lines(), "requirements.txt")
+
+
+def requirements_pins() -> dict[str, str]:
+    """Canonical name -> version, for the exact 'name==version' pins of requirements.txt."""
+    pins = {}
+    for line in requirement_lines():
+        match = PIN_LINE.match(line)
+        if match:
+            pins[canonical(match["name"])] = match["version"]
+    return pins
+
+
+def load_environment(path: Path) -> dict:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict), f"{path.name} is not a YAML mapping"
+    deps = data.get("dependencies")
+    assert isinstance(deps, list), f"{path.name} has no 'dependencies' list"
+    return data
+
+
+def conda_dependencies(env: dict) -> list[str]:
+    return [str(dep) for dep in env["dependencies"] if not isinstance(dep, dict)]
+
+
+def pip_section(env: dict, source: str) -> list[str]:
+    sections = [dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict) and "pip" in dep]
+    assert len(sections) == 1, f"{source}: expected one 'pip:' section, found {len(sections)}"
+    assert isinstance(sections[0], list), f"{source}: the 'pip:' section is not a list"
+    return [strip_comment(str(line)) for line in sections[0] if strip_comment(str(line))]
+
+
+def describe_differences(expected: dict[str, str], actual: dict[str, str], actual_name: str) -> str:
+    lines = []
+    for name in sorted(expected.keys() | actual.keys()):
+        want, got = expected.get(name), actual.get(name)
+        if want == got:
+            continue
+        if got is None:
+            lines.append(f"  {name}: requirements.txt has {name}{want}, {actual_name} lacks it")
+        elif want is None:
+            lines.append(f"  {name}: {actual_name} has {name}{got}, requirements.txt lacks it")
+        else:
+            lines.append(
+                f"  {name}: requirements.txt has {name}{want}, {actual_name} has {name}{got}"
+            )
+    return "\n".join(lines)
+
+
+# (a) environment.yml (and binder/environment.yml, if any) repeats requirements.txt exactly
+
+
+@pytest.mark.parametrize("env_file", ENV_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_environment_yml_pins_match_requirements(env_file: Path) -> None:
+    assert env_file.exists(), f"{env_file.relative_to(ROOT)} is missing"
+    name = str(env_file.relative_to(ROOT))
+    env = load_environment(env_file)
+    lines = pip_section(env, name)
+    differences = describe_differences(requirements_specs(), parse_specs(lines, name), name)
+    assert not differences, f"{name} and requirements.txt disagree:\n{differences}"
+
+
+@pytest.mark.parametrize("env_file", ENV_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_environment_yml_installs_packages_with_pip_only(env_file: Path) -> None:
+    """Conda provides only Python and pip, so nothing is installed twice by two managers."""
+    env = load_environment(env_file)
+    extra = [
+        dep
+        for dep in conda_dependencies(env)
+        if canonical(re.split(r"[\s=<>!]", dep, maxsplit=1)[0]) not in {"python", "pip"}
+    ]
+    assert not extra, (
+        f"{env_file.relative_to(ROOT)} installs conda packages {extra}; "
+        "pin them in requirements.txt and in the pip section instead"
+    )
+
+
+# (b) requirements.txt holds exact pins only
+
+
+def test_requirements_are_exact_pins() -> None:
+    lines = requirement_lines()
+    bad = [ln for ln in lines if not is_self_install(ln) and not PIN_LINE.match(ln)]
+    assert not bad, f"requirements.txt lines that are not exact 'name==version' pins: {bad}"
+    assert any(is_self_install(ln) for ln in lines), (
+        "requirements.txt must end with '-e .' so the README's install command installs dlopt"
+    )
+    assert requirements_specs(), "requirements.txt pins nothing"  # also rejects duplicates
+
+
+# (c) pins the course depends on by exact version
+
+
+@pytest.mark.parametrize(("package", "version"), [("torch", "2.13.0"), ("jsonschema", "4.23.0")])
+def test_key_pins(package: str, version: str) -> None:
+    assert requirements_pins().get(package) == version, (
+        f"requirements.txt must pin {package}=={version}, "
+        f"found {requirements_pins().get(package)!r}"
+    )
+
+
+# (d) pyproject.toml stays loose; every dependency it names is pinned in requirements.txt
+
+
+def test_pyproject_dependencies_are_loose_and_pinned() -> None:
+    project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
+    dependencies = project.get("dependencies", [])
+    assert dependencies, "pyproject.toml [project].dependencies is empty"
+    pins = requirements_pins()
+    problems = []
+    for dep in dependencies:
+        req = Requirement(dep)
+        name = canonical(req.name)
+        if any(spec.operator in {"==", "==="} for spec in req.specifier):
+            problems.append(f"  {dep!r} is an exact pin; keep pyproject.toml loose")
+        if name not in pins:
+            problems.append(f"  {dep!r} is not pinned in requirements.txt")
+        elif not req.specifier.contains(pins[name], prereleases=True):
+            problems.append(f"  {dep!r} does not allow the pinned {name}=={pins[name]}")
+    assert not problems, "pyproject.toml dependencies:\n" + "\n".join(problems)
+
+
+# (e) the installed environment matches the pins
+
+
+def test_installed_versions_match_pins() -> None:
+    pins = requirements_pins()
+    missing_pins = [name for name in MAIN_PACKAGES if name not in pins]
+    assert not missing_pins, f"requirements.txt does not pin {missing_pins}"
+    stale = []
+    for name in MAIN_PACKAGES:
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            stale.append(f"  {name}: not installed, pinned {pins[name]}")
+            continue
+        # torch's CPU wheel is 2.13.0+cpu: compare without the local suffix.
+        if Version(installed).public != Version(pins[name]).public:
+            stale.append(f"  {name}: installed {installed}, pinned {pins[name]}")
+    assert not stale, (
+        "The installed environment does not match requirements.txt:\n"
+        + "\n".join(stale)
+        + "\nRun: python -m pip install -r requirements.txt"
+    )
+
+
+def test_dlopt_is_installed_from_this_checkout() -> None:
+    version = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]["version"]
+    try:
+        installed = metadata.version("dlopt")
+    except metadata.PackageNotFoundError:
+        pytest.fail("dlopt is not installed; run: python -m pip install -r requirements.txt")
+    assert installed == version, f"installed dlopt {installed}, pyproject.toml says {version}"
+    import dlopt
+
+    source = Path(dlopt.__file__).resolve()
+    assert source.is_relative_to(ROOT / "src"), (
+        f"dlopt is imported from {source}, not from this checkout's src/; "
+        "run: python -m pip install -r requirements.txt"
+    )
+
+
+# (f) conda and Binder use Python 3.11
+
+
+@pytest.mark.parametrize("env_file", ENV_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_environment_yml_asks_for_python_311(env_file: Path) -> None:
+    env = load_environment(env_file)
+    python = [dep for dep in conda_dependencies(env) if re.match(r"python\b(?![-_])", dep)]
+    assert len(python) == 1, f"{env_file.relative_to(ROOT)} must list python once, found {python}"
+    spec = re.sub(r"^python\s*", "", python[0]).lstrip("=").strip()
+    assert spec in {"3.11", "3.11.*"} or re.fullmatch(r"3\.11\.\d+", spec), (
+        f"{env_file.relative_to(ROOT)} asks for {python[0]!r}; the course uses python=3.11"
+    )
+
+
+# Binder installs dlopt with postBuild, from wherever repo2docker reads its files
+
+
+def test_binder_postbuild_installs_dlopt() -> None:
+    binder_dir = BINDER_DIR if BINDER_DIR.is_dir() else ROOT
+    post_build = binder_dir / "postBuild"
+    assert (binder_dir / "environment.yml").exists(), (
+        f"repo2docker reads {binder_dir.relative_to(ROOT)}/ but finds no environment.yml"
+    )
+    assert post_build.exists(), f"{post_build.relative_to(ROOT)} is missing: no dlopt on Binder"
+    assert os.access(post_build, os.X_OK), f"{post_build.relative_to(ROOT)} is not executable"
+    text = post_build.read_text(encoding="utf-8")
+    assert re.search(r"pip install\b.*--no-deps\b.*-e \.", text), (
+        f"{post_build.relative_to(ROOT)} must run 'pip install --no-deps -e .'"
+    )
