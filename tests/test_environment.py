@@ -176,7 +176,7 @@ def test_requirements_are_exact_pins() -> None:
     bad = [ln for ln in lines if not is_self_install(ln) and not PIN_LINE.match(ln)]
     assert not bad, f"requirements.txt lines that are not exact 'name==version' pins: {bad}"
     assert any(is_self_install(ln) for ln in lines), (
-        "requirements.txt must end with '-e .' so the README's install command installs dlopt"
+        "requirements.txt needs its '-e .' line so the README's install command installs dlopt"
     )
     assert requirements_specs(), "requirements.txt pins nothing"  # also rejects duplicates
 
@@ -218,10 +218,11 @@ def test_pyproject_dependencies_are_loose_and_pinned() -> None:
 
 def test_installed_versions_match_pins() -> None:
     pins = requirements_pins()
-    missing_pins = [name for name in MAIN_PACKAGES if name not in pins]
-    assert not missing_pins, f"requirements.txt does not pin {missing_pins}"
     stale = []
     for name in MAIN_PACKAGES:
+        if name not in pins:
+            stale.append(f"  {name}: not pinned exactly in requirements.txt")
+            continue
         try:
             installed = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -22,8 +22,9 @@ from __future__ import annotations
 import copy
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -157,7 +158,7 @@ def call(fn: Callable, case: Case, *, quiet: bool = False) -> Outcome:
         names = tuple(t.__name__ for t in type(exc).__mro__)
         return Outcome(error=type(exc).__name__, error_types=names, message=str(exc))
     mutated = tuple(
-        [f"argument {i + 1}" for i, (a, b) in enumerate(zip(args, case.args))
+        [f"argument {i + 1}" for i, (a, b) in enumerate(zip(args, case.args, strict=True))
          if not _same_plain(a, b)]
         + [name for name in kwargs if not _same_plain(kwargs[name], case.kwargs[name])]
     )
@@ -406,7 +407,7 @@ def compare(actual, expected, rtol: float, atol: float, where: str = "") -> str:
                     f"{type(expected).__name__} of {len(expected)} items")
         if len(actual) != len(expected):
             return f"{where}returned {len(actual)} items, expected {len(expected)}"
-        for i, (a, e) in enumerate(zip(actual, expected)):
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
             problem = compare(a, e, rtol, atol, f"{where}item {i}: ")
             if problem:
                 return problem
@@ -448,11 +449,11 @@ def judge(data: ExerciseData, actual: list[Outcome]) -> Verdict:
     verdicts = []
     not_implemented = bool(actual) and all(
         o.raised and "NotImplementedError" in o.error_types for o in actual)
-    for case, outcome in zip(data.cases, actual):
+    for case, outcome in zip(data.cases, actual, strict=False):
         problem = _outcome_problem(outcome, case.expected, data.rtol, data.atol)
         mistake = ""
         if problem:
-            for message, wrong in zip(data.mistakes, case.mistake_outputs):
+            for message, wrong in zip(data.mistakes, case.mistake_outputs, strict=False):
                 differs = _outcome_problem(wrong, case.expected, data.rtol, data.atol)
                 if differs and not _outcome_problem(outcome, wrong, data.rtol, data.atol):
                     mistake = message

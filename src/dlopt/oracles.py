@@ -7,7 +7,7 @@ the result has the input's shape.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
