@@ -13,17 +13,15 @@ from nbgrader.coursedir import CourseDirectory
 from autograder.course import Course, UsageError
 
 
-def _generate(course: Course, lesson: str, release_dir: Path, *, db_url: str | None) -> None:
+def _generate(course: Course, lesson: str, release_dir: Path, *, db_url: str) -> None:
     """Run nbgrader's GenerateAssignment for one lesson into ``release_dir``.
 
-    With ``db_url=None`` nothing is written to any gradebook (a pure release); otherwise the
-    lesson's notebooks and grade cells are recorded there, as nbgrader's own command does.
+    The lesson's notebooks and grade cells are recorded in the gradebook at ``db_url``, as
+    nbgrader's own command does (its SaveCells step needs one even for a plain release).
     """
     overrides = {"CourseDirectory.release_directory": str(release_dir),
-                 "GenerateAssignment.no_database": db_url is None,
+                 "CourseDirectory.db_url": db_url,
                  "BaseConverter.force": True}
-    if db_url is not None:
-        overrides["CourseDirectory.db_url"] = db_url
     config = course.nbgrader_config(**overrides)
     coursedir = CourseDirectory(config=config)
     coursedir.assignment_id = lesson
@@ -47,8 +45,10 @@ def release(course: Course, lessons: list[str] | None = None) -> list[Path]:
     written = []
     for lesson in lessons:
         with tempfile.TemporaryDirectory(prefix="release-") as scratch:
-            _generate(course, lesson, Path(scratch), db_url=None)
-            generated = Path(scratch) / lesson
+            # A throwaway gradebook: releasing must not touch the instructor's grades.
+            _generate(course, lesson, Path(scratch) / "out",
+                      db_url=f"sqlite:///{Path(scratch) / 'release.db'}")
+            generated = Path(scratch) / "out" / lesson
             target = course.release / lesson
             course.release.mkdir(exist_ok=True)
             if target.exists():
@@ -62,4 +62,4 @@ def record_in_gradebook(course: Course, lesson: str) -> None:
     """Record a lesson's notebooks and grade cells in the gradebook (nbgrader's way)."""
     course.grader_dir.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="release-") as scratch:
-        _generate(course, lesson, Path(scratch), db_url=course.db_url)
+        _generate(course, lesson, Path(scratch) / "out", db_url=course.db_url)

@@ -109,7 +109,7 @@ def decode(obj, _depth: int = 0):
     Raises ``ValueError`` for anything malformed; never executes code from the data
     (a ``ref`` only resolves to a function defined in a ``dlopt`` module).
     """
-    if _depth > MAX_DEPTH or type(obj) is not dict:
+    if _depth > MAX_DEPTH or not isinstance(obj, dict):  # JSON parsers may give dict subclasses
         raise ValueError("malformed plain data")
     kind = obj.get("t")
     if kind == "py":

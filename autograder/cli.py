@@ -1,0 +1,93 @@
+"""Command line: ``python -m autograder {release,grade,export,feedback}`` from the repo root."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from autograder.course import Course, UsageError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder",
+        description="Release, grade, export and give feedback for the course's lessons.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("release", help="regenerate course/ from solutions/ (all lessons by "
+                                       "default)")
+    p.add_argument("lessons", nargs="*", metavar="LESSON")
+
+    p = sub.add_parser("grade", help="grade one lesson for every student folder in DIR")
+    p.add_argument("lesson", metavar="LESSON")
+    p.add_argument("--submissions", required=True, type=Path, metavar="DIR",
+                   help="one folder per student id, each with that student's notebook")
+    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="submissions graded at once (default: number of cores)")
+    p.add_argument("--cell-timeout", type=_positive_float, default=60, metavar="SECONDS",
+                   help="longest a single cell may run (default 60)")
+    p.add_argument("--timeout", type=_positive_float, default=300, metavar="SECONDS",
+                   help="longest a whole notebook may run (default 300)")
+
+    p = sub.add_parser("export", help="write the gradebook as CSV")
+    p.add_argument("--csv", required=True, type=Path, metavar="FILE")
+
+    p = sub.add_parser("feedback", help="write one HTML page per student for LESSON")
+    p.add_argument("lesson", metavar="LESSON")
+    return parser
+
+
+def main(argv: list[str] | None = None, course: Course | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    course = course or Course()
+    try:
+        if args.command == "release":
+            from autograder.release import release
+
+            for path in release(course, args.lessons):
+                print(f"released {path.relative_to(course.root)}")
+        elif args.command == "grade":
+            from autograder.grading import grade
+
+            results = grade(course, args.lesson, args.submissions, workers=args.workers,
+                            cell_timeout=args.cell_timeout, budget=args.timeout)
+            print(f"{len(results)} submission(s) of {args.lesson} graded")
+        elif args.command == "export":
+            from autograder.export import export_csv
+
+            rows = export_csv(course, args.csv)
+            print(f"wrote {rows} row(s) to {args.csv}")
+        elif args.command == "feedback":
+            from autograder.feedback import write_feedback
+
+            paths = write_feedback(course, args.lesson)
+            print(f"wrote {len(paths)} feedback page(s) under "
+                  f"{course.feedback.relative_to(course.root)}/")
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
