@@ -233,7 +233,7 @@ class Exercise:
     """
 
     def __init__(self, function: str, *, reference: Callable, cases: list[Case],
-                 mistakes: list[Mistake] = (), rtol: float = 1e-6, atol: float = 1e-9):
+                 mistakes: list[Mistake] = (), rtol: float = 1e-5, atol: float = 1e-8):
         self.function = function
         self.reference = reference
         self.cases = list(cases)
@@ -368,7 +368,9 @@ def compare(actual, expected, rtol: float, atol: float, where: str = "") -> str:
         want = (f"an array of shape {exp_arr.shape}" if type(expected) is np.ndarray
                 else "a number")
         if act_arr is None:
-            return f"{where}returned {codec.describe_type(actual)}; expected {want}"
+            got = (f"an array of dtype {actual.dtype}" if isinstance(actual, np.ndarray)
+                   else codec.describe_type(actual))
+            return f"{where}returned {got}; expected {want} of numbers"
         if act_arr.shape != exp_arr.shape:
             hint = ""
             if act_arr.shape == exp_arr.shape[::-1] and act_arr.ndim > 1:

@@ -49,7 +49,12 @@ def torch_jvp(fn: Callable) -> Callable:
     def reference(x, v, *args, **kwargs):
         import torch
 
-        _, tangent = torch.func.jvp(lambda t: fn(t, *args, **kwargs), (_tensor(x),), (_tensor(v),))
-        return tangent.numpy()
+        # The double-backward trick: J v = d/du <J^T u, v>, using reverse mode only.
+        t = _tensor(x, requires_grad=True)
+        y = fn(t, *args, **kwargs)
+        u = torch.zeros_like(y, requires_grad=True)
+        (vjp,) = torch.autograd.grad(y, t, u, create_graph=True)
+        (jvp,) = torch.autograd.grad(vjp, u, _tensor(v))
+        return jvp.detach().numpy()
 
     return reference

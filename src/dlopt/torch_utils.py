@@ -1,0 +1,77 @@
+"""Bridges between a learner's NumPy code and torch.
+
+:func:`numpy_activation` turns an elementwise NumPy function ``f`` and its derivative
+``f_grad`` into a torch function with autograd: torch does the backward pass of the linear
+layers, and the learner's own ``f_grad`` is used for the activation. Lesson 01's experiments
+train networks this way, so they only work with the learner's activations and derivatives.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from dlopt.safe import function_name
+
+__all__ = ["numpy_activation"]
+
+
+def _to_tensor(value, like: torch.Tensor, fn: Callable, x_np: np.ndarray) -> torch.Tensor:
+    out = np.asarray(value)
+    if out.shape != x_np.shape:
+        raise ValueError(f"`{function_name(fn)}` returned shape {out.shape} for an input of "
+                         f"shape {x_np.shape}; an elementwise function keeps the shape")
+    return torch.from_numpy(np.array(out, dtype=x_np.dtype)).to(like.device)
+
+
+class _NumpyActivation(torch.autograd.Function):
+    """``y = f(x)`` forward, ``dx = dy * f_grad(x)`` backward, both in NumPy."""
+
+    @staticmethod
+    def forward(ctx, x, f, f_grad):
+        ctx.save_for_backward(x)
+        ctx.f_grad = f_grad
+        x_np = x.detach().cpu().numpy().copy()  # a copy: f may write into its input
+        return _to_tensor(f(x_np), x, f, x_np)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        x_np = x.detach().cpu().numpy().copy()
+        return grad_output * _to_tensor(ctx.f_grad(x_np), x, ctx.f_grad, x_np), None, None
+
+
+def numpy_activation(f: Callable, f_grad: Callable) -> Callable:
+    """Wrap an elementwise NumPy activation and its derivative as a torch function.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(x) -> y`` on ndarrays of any shape, elementwise (same shape out).
+    f_grad : callable
+        ``f_grad(x) -> f'(x)`` elementwise, same shape.
+
+    Returns
+    -------
+    callable
+        ``act(t) -> tensor`` for a tensor ``t`` of any shape. Its forward pass calls ``f`` on
+        a NumPy copy of ``t``; its backward pass multiplies the incoming gradient by
+        ``f_grad`` of ``t`` (the chain rule for an elementwise function). The result has
+        ``t``'s shape, dtype and device.
+
+    Examples
+    --------
+    >>> act = numpy_activation(np.sin, np.cos)
+    >>> t = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    >>> act(t).sum().backward()
+    >>> t.grad
+    tensor([1., 1., 1.], dtype=torch.float64)
+    """
+
+    def activation(t: torch.Tensor) -> torch.Tensor:
+        return _NumpyActivation.apply(t, f, f_grad)
+
+    activation.__name__ = function_name(f)
+    return activation

@@ -1,0 +1,82 @@
+"""Vanishing gradients: how large is each layer's gradient in a deep stack at initialization?
+
+A stack of ``depth`` square linear layers of width ``width``, each followed by the same
+activation, is fed a batch of standard-normal inputs. A random upstream gradient enters at
+the top and torch backpropagates it; the activation's forward and derivative are the
+learner's own (:func:`dlopt.torch_utils.numpy_activation`). The result is the Frobenius norm
+of the gradient of every layer's weight matrix, from the input layer to the output layer.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from dlopt.torch_utils import numpy_activation
+
+__all__ = ["INITS", "init_std", "layer_gradient_norms"]
+
+#: Weight initializations: name -> description.
+INITS = {
+    "xavier": "Glorot/Xavier normal: std = sqrt(2 / (fan_in + fan_out))",
+    "he": "He/Kaiming normal: std = sqrt(2 / fan_in)",
+}
+
+
+def init_std(init: str, fan_in: int, fan_out: int) -> float:
+    """Standard deviation of a normal weight initialization (see :data:`INITS`)."""
+    if init == "xavier":
+        return float(np.sqrt(2.0 / (fan_in + fan_out)))
+    if init == "he":
+        return float(np.sqrt(2.0 / fan_in))
+    raise ValueError(f"unknown init {init!r}; choose one of {sorted(INITS)}")
+
+
+def layer_gradient_norms(f: Callable, f_grad: Callable, *, depth: int = 20, width: int = 64,
+                         batch_size: int = 128, init: str = "xavier",
+                         seed: int = 0) -> np.ndarray:
+    """Norm of the loss gradient for each weight matrix of a deep stack at initialization.
+
+    The network is ``h_0 = X``, ``h_l = f(h_{l-1} @ W_l)`` for ``l = 1..depth``, without
+    biases (zero biases would not change anything at initialization). The loss is
+    ``sum(h_depth * G) / batch_size`` for a fixed standard-normal ``G``: it sends a random
+    upstream gradient of the same size into the top layer, whatever the activation.
+
+    Parameters
+    ----------
+    f, f_grad : callable
+        The activation and its derivative, elementwise on NumPy arrays.
+    depth : int
+        Number of layers (each a ``width x width`` matrix followed by ``f``).
+    width : int
+        Units per layer.
+    batch_size : int
+        Number of standard-normal input rows.
+    init : {"xavier", "he"}
+        Weight initialization, see :data:`INITS`.
+    seed : int
+        Seed for inputs, weights and ``G``: every activation gets the same ones.
+
+    Returns
+    -------
+    ndarray, shape (depth,)
+        ``||dL/dW_l||`` (Frobenius norm) for ``l = 1..depth``; index 0 is the layer next to
+        the input.
+    """
+    if depth < 1 or width < 1 or batch_size < 1:
+        raise ValueError("depth, width and batch_size must be positive")
+    std = init_std(init, width, width)
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(batch_size, width, generator=gen, dtype=torch.float64)
+    weights = [(torch.randn(width, width, generator=gen, dtype=torch.float64) * std)
+               .requires_grad_() for _ in range(depth)]
+    upstream = torch.randn(batch_size, width, generator=gen, dtype=torch.float64)
+    act = numpy_activation(f, f_grad)
+    h = X
+    for W in weights:
+        h = act(h @ W)
+    loss = (h * upstream).sum() / batch_size
+    loss.backward()
+    return np.array([W.grad.norm().item() for W in weights])
