@@ -180,8 +180,16 @@ def grade_notebook(reference: Reference, release: nbformat.NotebookNode,
                     flags.append(f"{data.function}: the probe's result was missing, duplicated "
                                  f"or forged (output tampering?)")
                 outcomes = []
-            verdict = judge(data, [Outcome.from_plain(o) if isinstance(o, dict) else
-                                   Outcome.from_plain({}) for o in outcomes[:len(data.cases)]])
+            actual = [Outcome.from_plain(o if isinstance(o, dict) else {})
+                      for o in outcomes[:len(data.cases)]]
+            try:
+                verdict = judge(data, actual)
+            except Exception as exc:  # noqa: BLE001 - a grader bug must not sink the batch
+                flags.append(f"{data.function}: the grader could not compare ({exc!r})")
+                exercises.append(ExerciseResult(data.function, False, (
+                    f"✗ {data.function}: the grader could not compare your results; "
+                    f"your instructor has been told."), []))
+                continue
             exercises.append(ExerciseResult(
                 data.function, verdict.passed, verdict.message,
                 [asdict(c) for c in verdict.cases]))
@@ -256,9 +264,10 @@ def load_results(course: Course, lesson: str) -> list[SubmissionResult]:
 # The batch
 # ---------------------------------------------------------------------------------------------
 def grade(course: Course, lesson: str, submissions: Path, *, workers: int | None = None,
-          cell_timeout: float = 60, budget: float = 300, out=sys.stdout,
-          err=sys.stderr) -> list[SubmissionResult]:
+          cell_timeout: float = 60, budget: float = 300, out=None,
+          err=None) -> list[SubmissionResult]:
     """Grade every student folder in ``submissions`` for ``lesson``; return the results."""
+    out, err = out or sys.stdout, err or sys.stderr
     lesson = course.check_lesson(lesson)
     found = find_submissions(submissions)
     release_path = course.release_notebook(lesson)

@@ -42,7 +42,10 @@ def submission(lesson: str, answers: dict[str, str] | None = None,
             cell.source = answers[gid]
     setup = next(i for i, c in enumerate(nb.cells) if nbgrader_meta(c).get("grade_id") == "setup")
     for k, source in enumerate(extra_cells):
-        nb.cells.insert(setup + 1 + k, nbformat.v4.new_code_cell(source))
+        cell = nbformat.v4.new_code_cell(source)
+        if nb.nbformat_minor < 5:
+            del cell["id"]  # cell ids exist from nbformat 4.5 on
+        nb.cells.insert(setup + 1 + k, cell)
     if edit is not None:
         edit(nb)
     return nb

@@ -168,3 +168,12 @@ def test_oracles_match_known_derivatives():
     p = np.exp(z) / np.exp(z).sum()
     jacobian = np.diag(p[0]) - np.outer(p[0], p[0])
     np.testing.assert_allclose(torch_jvp(lambda t: torch.softmax(t, -1))(z, v), v @ jacobian)
+
+
+def test_comparisons_survive_non_finite_expected_values():
+    from dlopt.check import compare
+
+    assert "got 0, expected nan" in compare(np.zeros(2), np.array([np.nan, np.nan]), 1e-5, 1e-8)
+    assert compare(np.array([np.inf, 1.0]), np.array([np.inf, 1.0]), 1e-5, 1e-8) == ""
+    assert compare(np.array([np.nan, 2.0]), np.array([np.inf, 2.0]), 1e-5, 1e-8) == (
+        "1 of 2 entries are wrong; the first at index 0: got nan, expected inf")

@@ -398,11 +398,15 @@ def compare(actual, expected, rtol: float, atol: float, where: str = "") -> str:
                     f"{_fmt(exp[j])} was expected (overflow, or 0/0?)")
         if exp_arr.ndim == 0:
             return f"{where}returned {_fmt(act[0])}, expected {_fmt(exp[0])}"
-        err = np.abs(act - exp)
-        k = int(np.nanargmax(np.where(ok, 0.0, err)))
-        return (f"{where}{bad.size} of {act.size} entries are wrong; the first"
-                f"{_index(i, act_arr.shape)}: got {_fmt(act[i])}, expected {_fmt(exp[i])}; "
-                f"largest error {_fmt(err[k])}{_index(k, act_arr.shape)}")
+        message = (f"{where}{bad.size} of {act.size} entries are wrong; the first"
+                   f"{_index(i, act_arr.shape)}: got {_fmt(act[i])}, expected {_fmt(exp[i])}")
+        with np.errstate(invalid="ignore"):
+            err = np.where(ok, -1.0, np.abs(act - exp))
+        err[~np.isfinite(err)] = -1.0
+        k = int(np.argmax(err))
+        if err[k] > 0 and bad.size > 1:
+            message += f"; largest error {_fmt(err[k])}{_index(k, act_arr.shape)}"
+        return message
     if type(expected) in (tuple, list):
         if type(actual) not in (tuple, list):
             return (f"{where}returned {codec.describe_type(actual)}; expected a "

@@ -11,7 +11,7 @@ from typing import Callable, Mapping, TypeVar
 
 import numpy as np
 
-__all__ = ["function_name", "problem_with", "run_each"]
+__all__ = ["attempt", "function_name", "problem_with", "run_each"]
 
 T = TypeVar("T")
 
@@ -24,6 +24,31 @@ def function_name(fn: Callable) -> str:
     while hasattr(fn, "func") and not hasattr(fn, "__name__"):
         fn = fn.func
     return getattr(fn, "__name__", repr(fn))
+
+
+def _raiser(exc: BaseException) -> str:
+    """Name of the function whose body raised ``exc`` (the innermost frame)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_name if tb is not None else "?"
+
+
+def attempt(fn: Callable[..., T], *args, **kwargs) -> tuple[T | None, str | None]:
+    """Call ``fn(*args, **kwargs)``; a ``NotImplementedError`` becomes a message.
+
+    Returns
+    -------
+    result : object or None
+        What ``fn`` returned, or None if something it called is not implemented yet.
+    message : str or None
+        None on success, else ``"implement `name` first"``, naming the function whose body
+        raised (the learner's stub, however deep inside ``fn`` it was called).
+    """
+    try:
+        return fn(*args, **kwargs), None
+    except NotImplementedError as exc:
+        return None, f"implement `{_raiser(exc)}` first"
 
 
 def problem_with(fn: Callable, x: np.ndarray = PROBE) -> str | None:
@@ -82,9 +107,9 @@ def run_each(functions: Mapping[str, tuple[Callable, ...]],
         if problems:
             messages.append(f"{label}: {problems[0]}")
             continue
-        try:
-            results[label] = experiment(*fns)
-        except NotImplementedError:
-            messages.append(f"{label}: implement `{function_name(fns[0])}` and the "
-                            f"functions it uses first")
+        result, message = attempt(experiment, *fns)
+        if message is None:
+            results[label] = result
+        else:
+            messages.append(f"{label}: {message}")
     return results, messages

@@ -9,14 +9,15 @@ of the gradient of every layer's weight matrix, from the input layer to the outp
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
 
+from dlopt.safe import run_each
 from dlopt.torch_utils import numpy_activation
 
-__all__ = ["INITS", "init_std", "layer_gradient_norms"]
+__all__ = ["INITS", "compare_activations", "init_std", "layer_gradient_norms"]
 
 #: Weight initializations: name -> description.
 INITS = {
@@ -80,3 +81,22 @@ def layer_gradient_norms(f: Callable, f_grad: Callable, *, depth: int = 20, widt
     loss = (h * upstream).sum() / batch_size
     loss.backward()
     return np.array([W.grad.norm().item() for W in weights])
+
+
+def compare_activations(activations: Mapping[str, tuple[Callable, Callable]],
+                        **kwargs) -> tuple[dict[str, np.ndarray], list[str]]:
+    """:func:`layer_gradient_norms` for each activation that is implemented.
+
+    Parameters
+    ----------
+    activations : mapping of str to (f, f_grad)
+    **kwargs
+        Passed to :func:`layer_gradient_norms` (``depth``, ``width``, ``init``, ...).
+
+    Returns
+    -------
+    norms : dict of str to ndarray of shape (depth,)
+    messages : list of str
+        One per activation that was skipped, e.g. "relu: implement `relu_grad` first".
+    """
+    return run_each(activations, lambda f, f_grad: layer_gradient_norms(f, f_grad, **kwargs))
