@@ -16,17 +16,20 @@ from dlopt.safe import attempt, problem_with
 __all__ = ["derivative_errors", "derivative_report", "relative_error", "step_size_errors"]
 
 
-def relative_error(a, b, floor: float = 1e-8) -> float:
-    """Largest elementwise ``|a - b| / max(|a| + |b|, floor)``.
+def relative_error(a, b, floor: float = 1e-12) -> float:
+    """Norm-wise relative error ``||a - b|| / max(||a|| + ||b||, floor)`` (Euclidean norms).
 
     About 1e-10 or less means two float64 derivatives agree; 1e-2 means one of them is wrong.
-    The ``floor`` keeps entries where both are (nearly) zero from dividing by zero.
+    Norm-wise rather than entry by entry, so that entries near 0 (where a central difference
+    keeps an absolute rounding error of about 1e-10) do not dominate. The ``floor`` keeps two
+    zero arrays from dividing by zero.
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} and {b.shape}")
-    return float(np.max(np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), floor)))
+    scale = max(float(np.linalg.norm(a) + np.linalg.norm(b)), floor)
+    return float(np.linalg.norm(a - b)) / scale
 
 
 def derivative_errors(activations: Mapping[str, tuple[Callable, Callable]],
@@ -73,10 +76,10 @@ def derivative_report(activations: Mapping[str, tuple[Callable, Callable]],
                       tol: float = 1e-7) -> str:
     """A printable table of :func:`derivative_errors`, one verdict per activation."""
     errors, messages = derivative_errors(activations, numerical_gradient, x)
-    lines = [f"{'activation':<12} {'max relative error':>20}   verdict"]
+    lines = [f"{'activation':<12} {'relative error':>16}   verdict"]
     for label, err in errors.items():
         verdict = "agrees" if err < tol else "DISAGREES: check this derivative"
-        lines.append(f"{label:<12} {err:>20.2e}   {verdict}")
+        lines.append(f"{label:<12} {err:>16.2e}   {verdict}")
     lines += messages
     return "\n".join(lines)
 

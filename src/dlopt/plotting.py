@@ -87,7 +87,7 @@ def plot_curves(ax, x: np.ndarray, curves: Mapping[str, np.ndarray], *, title: s
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     if curves:
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     show_messages(ax, messages)
 
 
@@ -169,15 +169,18 @@ def plot_step_errors(ax, hs: np.ndarray, errors: np.ndarray, *, eps: float = 2.2
         Machine epsilon of the arithmetic (float64 by default).
     """
     hs = np.asarray(hs, dtype=np.float64)
-    errors = np.asarray(errors, dtype=np.float64)
-    floor = np.finfo(np.float64).tiny
-    ax.loglog(hs, np.maximum(errors, floor), marker="o", color="k", label="your central difference")
-    i_big, i_small = int(np.argmax(hs)), int(np.argmin(hs))
-    ax.loglog(hs, max(errors[i_big], floor) * (hs / hs[i_big]) ** 2, ls="--",
-              label="∝ h²  (truncation)")
-    ax.loglog(hs, max(errors[i_small], floor) * hs[i_small] / hs, ls=":",
-              label="∝ ε/h  (rounding)")
-    ax.axvline((3 * eps) ** (1 / 3), color="0.6", lw=0.8)
+    errors = np.maximum(np.asarray(errors, dtype=np.float64), np.finfo(np.float64).tiny)
+    best = (3 * eps) ** (1 / 3)  # minimizes h**2 / 6 + eps / h
+    ax.loglog(hs, errors, marker="o", color="k", label="your central difference")
+    big, small = hs >= best / 10, hs <= best * 10
+    if big.any():
+        i = int(np.argmax(hs))
+        ax.loglog(hs[big], errors[i] * (hs[big] / hs[i]) ** 2, ls="--",
+                  label="∝ h²  (truncation)")
+    if small.any():
+        i = int(np.argmin(hs))
+        ax.loglog(hs[small], errors[i] * hs[i] / hs[small], ls=":", label="∝ ε/h  (rounding)")
+    ax.axvline(best, color="0.6", lw=0.8)
     ax.set_xlabel("step h")
     ax.set_ylabel("largest error vs the analytic gradient")
     ax.legend(fontsize=8)
