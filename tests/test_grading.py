@@ -285,3 +285,19 @@ def test_a_notebook_instead_of_a_folder_is_refused(tmp_path):
     path = write_submission(tmp_path, "alice", submission(LESSON))
     done = run_cli("grade", LESSON, "--submissions", str(path))
     assert done.returncode == 2 and "is not a folder" in done.stderr
+
+
+def test_nbgrader_own_commands_read_our_gradebook(graded, first_run, tmp_path):
+    """Instructors keep nbgrader's workflow: its export sees the grades we recorded."""
+    import shutil
+
+    course, _ = graded
+    (course.root / "autograder").mkdir(exist_ok=True)
+    shutil.copy(REPO_ROOT / "nbgrader_config.py", course.root)
+    shutil.copy(REPO_ROOT / "autograder" / "nbgrader_config.py", course.root / "autograder")
+    done = subprocess.run([sys.executable, "-m", "nbgrader", "export", "--to", str(tmp_path / "nbgrader.csv")],
+                          cwd=course.root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with open(tmp_path / "nbgrader.csv", newline="") as f:
+        rows = {r["student_id"]: float(r["score"]) for r in csv.DictReader(f)}
+    assert rows["instructor"] == 1.0 and rows["cheat_forged_probe"] == 0.0

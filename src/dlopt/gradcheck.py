@@ -76,7 +76,7 @@ def derivative_report(activations: Mapping[str, tuple[Callable, Callable]],
                       tol: float = 1e-7) -> str:
     """A printable table of :func:`derivative_errors`, one verdict per activation."""
     errors, messages = derivative_errors(activations, numerical_gradient, x)
-    lines = [f"{'activation':<12} {'relative error':>16}   verdict"]
+    lines = [f"{'activation':<12} {'relative error':>16}   verdict"] if errors else []
     for label, err in errors.items():
         verdict = "agrees" if err < tol else "DISAGREES: check this derivative"
         lines.append(f"{label:<12} {err:>16.2e}   {verdict}")

@@ -33,6 +33,7 @@ class _FigureWidget(W.VBox):
         self.image = W.Image(format="png")
         self.message = W.HTML()
         self.messages: list[str] = []
+        self.figure = None
         super().__init__([W.HBox(list(controls)), self.image, self.message])
         for control in controls:
             control.observe(lambda _change: self.redraw(), names="value")
@@ -44,6 +45,7 @@ class _FigureWidget(W.VBox):
         """Draw the figure for the current control values."""
         fig, axes = plotting.new_figure(1, 2, figsize=self.figsize)
         self.messages = self.draw(fig, axes)
+        self.figure = fig
         self.image.value = plotting.figure_png(fig)
         self.message.value = "<br>".join(
             f"<span style='color:#b00'>{html.escape(m)}</span>" for m in self.messages)
