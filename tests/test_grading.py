@@ -295,8 +295,8 @@ def test_nbgrader_own_commands_read_our_gradebook(graded, first_run, tmp_path):
     (course.root / "autograder").mkdir(exist_ok=True)
     shutil.copy(REPO_ROOT / "nbgrader_config.py", course.root)
     shutil.copy(REPO_ROOT / "autograder" / "nbgrader_config.py", course.root / "autograder")
-    done = subprocess.run([sys.executable, "-m", "nbgrader", "export", "--to", str(tmp_path / "nbgrader.csv")],
-                          cwd=course.root, capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-m", "nbgrader", "export", "--to", str(tmp_path / "nbgrader.csv")]
+    done = subprocess.run(command, cwd=course.root, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     with open(tmp_path / "nbgrader.csv", newline="") as f:
         rows = {r["student_id"]: float(r["score"]) for r in csv.DictReader(f)}
