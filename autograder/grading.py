@@ -281,14 +281,13 @@ def grade(course: Course, lesson: str, submissions: Path, *, workers: int | None
 
     jobs = []
     for item in found:
-        if item.problem:
-            print(f"skipped {item.student_id}: {item.problem}", file=err)
-            continue
         try:
+            if item.problem:
+                raise SubmissionProblem(item.problem)
             jobs.append((item, read_submission(item.notebook)))
         except SubmissionProblem as exc:
             print(f"skipped {item.student_id}: {exc}", file=err)
-            if STUDENT_ID.match(item.student_id):
+            if STUDENT_ID.match(item.student_id):  # listed, so the export shows a 0
                 gradebook.add_student(course, item.student_id)
 
     scratch_root = Path(tempfile.mkdtemp(prefix="dlopt-grading-"))

@@ -61,7 +61,7 @@ def execute(nb: nbformat.NotebookNode, workdir: Path, *, cell_timeout: float,
     finally:
         if worker.poll() is None:
             _kill_group(worker.pid)
-            worker.wait()
+        worker.communicate()  # reap it and close its pipes
         pid_file = workdir / PID_FILE
         if pid_file.exists():  # the kernel runs in a session of its own
             _kill_group(int(pid_file.read_text() or 0) or -1)

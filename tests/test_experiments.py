@@ -1,4 +1,5 @@
-"""Lesson 01's experiment modules: safe, torch_utils, gradcheck, vanishing, dead_relu, data, plotting.
+"""Lesson 01's experiment modules: safe, torch_utils, gradcheck, vanishing, dead_relu, data,
+plotting.
 
 Activations and derivatives come from torch (dlopt.oracles), never from a formula written here,
 so these tests contain no answer to an exercise. Stubs that raise NotImplementedError stand in
@@ -215,9 +216,15 @@ def test_compare_activations_reports_missing_ones():
     assert messages == ["relu: implement `relu_grad` first"]
 
 
-def test_init_std():
-    assert vanishing.init_std("xavier", 64, 64) == pytest.approx(1 / 8)
-    assert vanishing.init_std("he", 50, 10) == pytest.approx(0.2)
+def test_init_weight_uses_fan_in_for_he_and_both_fans_for_xavier():
+    gen = torch.Generator().manual_seed(0)
+    he = vanishing.init_weight("he", 200, 3000, gen)
+    xavier = vanishing.init_weight("xavier", 200, 3000, gen)
+    assert he.shape == xavier.shape == (200, 3000) and he.dtype == torch.float64
+    assert he.std().item() == pytest.approx(0.1, rel=0.02)  # sqrt(2 / 200)
+    assert xavier.std().item() == pytest.approx(np.sqrt(2 / 3200), rel=0.02)
+    with pytest.raises(ValueError, match="unknown init"):
+        vanishing.init_weight("lecun", 2, 2)
 
 
 # --- dead_relu -------------------------------------------------------------------------------

@@ -228,8 +228,8 @@ def test_gradebook_export_matches_the_results(graded, first_run, tmp_path):
     scores = {r["student_id"]: float(r["score"]) for r in rows if r["lesson"] == LESSON}
     assert {s: v for s, v in scores.items() if s in CASES} == {
         s: float(points) for s, (_, points) in CASES.items()}
-    # unreadable submissions still list the student, with 0
-    assert scores["broken_not_json"] == 0.0 and scores["broken_png"] == 0.0
+    # broken submissions still list the student, with 0
+    assert all(scores[student] == 0.0 for student in BROKEN)
 
 
 def test_regrading_is_idempotent(graded, first_run, tmp_path):
@@ -301,3 +301,22 @@ def test_nbgrader_own_commands_read_our_gradebook(graded, first_run, tmp_path):
     with open(tmp_path / "nbgrader.csv", newline="") as f:
         rows = {r["student_id"]: float(r["score"]) for r in csv.DictReader(f)}
     assert rows["instructor"] == 1.0 and rows["cheat_forged_probe"] == 0.0
+
+
+def test_runaway_cells_are_stopped_and_the_batch_goes_on(graded, first_run, tmp_path):
+    course, _ = graded
+    busy_loop = "import time\nwhile True:\n    time.sleep(0.01)"
+    deaf_loop = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n" + busy_loop
+    write_submission(tmp_path, "loops_then_answers", submission(
+        LESSON, correct(), extra_cells=[busy_loop]))
+    write_submission(tmp_path, "ignores_sigint", submission(
+        LESSON, correct(), extra_cells=[deaf_loop]))
+    write_submission(tmp_path, "instructor", submission(LESSON, correct()))
+    code = main(["grade", LESSON, "--submissions", str(tmp_path), "--cell-timeout", "3",
+                 "--timeout", "20"], course)
+    assert code == 0
+    results = {r.student_id: r for r in load_results(course, LESSON)}
+    assert results["loops_then_answers"].score == 1  # interrupted, then the rest ran
+    assert results["ignores_sigint"].score == 0
+    assert any("timeout" in flag for flag in results["ignores_sigint"].flags)
+    assert results["instructor"].score == 1

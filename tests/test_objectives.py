@@ -98,8 +98,8 @@ def test_quadratic_minimum_moves_with_b():
 
 def test_analytic_gradient_finds_every_gradient():
     for f, grad in [(obj.quadratic, obj.quadratic_grad), (obj.rosenbrock, obj.rosenbrock_grad),
-                    (obj.himmelblau, obj.himmelblau_grad), (obj.sum_of_sines, obj.sum_of_sines_grad),
-                    (obj.wavy_bowl, obj.wavy_bowl_grad)]:
+                    (obj.himmelblau, obj.himmelblau_grad),
+                    (obj.sum_of_sines, obj.sum_of_sines_grad), (obj.wavy_bowl, obj.wavy_bowl_grad)]:
         assert obj.analytic_gradient(f) is grad
     with pytest.raises(KeyError, match="rosenbrock"):
         obj.analytic_gradient(np.sin)

@@ -10,14 +10,15 @@ gradient descent cannot bring it back. Two experiments count them, using the lea
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dlopt.torch_utils import numpy_activation
-from dlopt.vanishing import init_std
+from dlopt.vanishing import init_weight
 
 __all__ = ["LRSweep", "dead_fraction", "dead_fraction_vs_bias", "dead_fraction_vs_lr"]
 
@@ -63,8 +64,7 @@ def dead_fraction_vs_bias(relu: Callable, X: np.ndarray, shifts: Sequence[float]
         Dead fraction for each shift.
     """
     X = np.asarray(X, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    W = rng.normal(0.0, init_std("he", X.shape[1], width), size=(X.shape[1], width))
+    W = init_weight("he", X.shape[1], width, torch.Generator().manual_seed(seed)).numpy()
     pre = X @ W
     return np.array([dead_fraction(relu(pre + shift)) for shift in shifts])
 
@@ -93,10 +93,9 @@ class LRSweep(NamedTuple):
 def _mlp(sizes, seed):
     gen = torch.Generator().manual_seed(seed)
     params = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         init = "he" if i < len(sizes) - 2 else "xavier"  # He before ReLUs, Xavier at the output
-        W = torch.randn(fan_in, fan_out, generator=gen, dtype=torch.float64)
-        params += [(W * init_std(init, fan_in, fan_out)).requires_grad_(),
+        params += [init_weight(init, fan_in, fan_out, gen).requires_grad_(),
                    torch.zeros(fan_out, dtype=torch.float64, requires_grad=True)]
     return params
 

@@ -6,7 +6,7 @@ function here takes the learner's ``numerical_gradient(f, x, h)`` as an argument
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 

@@ -16,7 +16,7 @@ Every function ``f`` has its gradient ``f_grad`` with the shape of ``x``;
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -7,7 +7,7 @@ figure with its own Agg canvas that never touches pyplot's global state or ``rcP
 from __future__ import annotations
 
 import io
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg

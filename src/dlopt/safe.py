@@ -7,7 +7,8 @@ raise ``NotImplementedError``; the helpers here turn that into a short message s
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import numpy as np
 

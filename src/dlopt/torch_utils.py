@@ -8,7 +8,7 @@ train networks this way, so they only work with the learner's activations and de
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -34,13 +34,17 @@ class _NumpyActivation(torch.autograd.Function):
         ctx.save_for_backward(x)
         ctx.f_grad = f_grad
         x_np = x.detach().cpu().numpy().copy()  # a copy: f may write into its input
-        return _to_tensor(f(x_np), x, f, x_np)
+        with torch.enable_grad():  # autograd is off here; f may be built on torch itself
+            y = f(x_np)
+        return _to_tensor(y, x, f, x_np)
 
     @staticmethod
     def backward(ctx, grad_output):
         (x,) = ctx.saved_tensors
         x_np = x.detach().cpu().numpy().copy()
-        return grad_output * _to_tensor(ctx.f_grad(x_np), x, ctx.f_grad, x_np), None, None
+        with torch.enable_grad():
+            slope = ctx.f_grad(x_np)
+        return grad_output * _to_tensor(slope, x, ctx.f_grad, x_np), None, None
 
 
 def numpy_activation(f: Callable, f_grad: Callable) -> Callable:

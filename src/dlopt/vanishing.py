@@ -9,7 +9,7 @@ of the gradient of every layer's weight matrix, from the input layer to the outp
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -17,22 +17,40 @@ import torch
 from dlopt.safe import run_each
 from dlopt.torch_utils import numpy_activation
 
-__all__ = ["INITS", "compare_activations", "init_std", "layer_gradient_norms"]
+__all__ = ["INITS", "compare_activations", "init_weight", "layer_gradient_norms"]
 
-#: Weight initializations: name -> description.
+#: Weight initializations: name -> description (both drawn by torch.nn.init).
 INITS = {
-    "xavier": "Glorot/Xavier normal: std = sqrt(2 / (fan_in + fan_out))",
-    "he": "He/Kaiming normal: std = sqrt(2 / fan_in)",
+    "xavier": "Glorot/Xavier normal (torch.nn.init.xavier_normal_)",
+    "he": "He/Kaiming normal for ReLU (torch.nn.init.kaiming_normal_)",
 }
 
 
-def init_std(init: str, fan_in: int, fan_out: int) -> float:
-    """Standard deviation of a normal weight initialization (see :data:`INITS`)."""
+def init_weight(init: str, fan_in: int, fan_out: int,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """A float64 weight matrix of shape (fan_in, fan_out), for ``h @ W``, drawn by torch.
+
+    Parameters
+    ----------
+    init : {"xavier", "he"}
+        ``torch.nn.init.xavier_normal_`` or ``torch.nn.init.kaiming_normal_`` (fan_in mode,
+        ReLU gain); see :data:`INITS`.
+    fan_in, fan_out : int
+    generator : torch.Generator, optional
+        Source of randomness, for reproducible weights.
+
+    Returns
+    -------
+    torch.Tensor, shape (fan_in, fan_out), float64
+    """
+    weight = torch.empty(fan_out, fan_in, dtype=torch.float64)  # torch's (out, in) layout
     if init == "xavier":
-        return float(np.sqrt(2.0 / (fan_in + fan_out)))
-    if init == "he":
-        return float(np.sqrt(2.0 / fan_in))
-    raise ValueError(f"unknown init {init!r}; choose one of {sorted(INITS)}")
+        torch.nn.init.xavier_normal_(weight, generator=generator)
+    elif init == "he":
+        torch.nn.init.kaiming_normal_(weight, nonlinearity="relu", generator=generator)
+    else:
+        raise ValueError(f"unknown init {init!r}; choose one of {sorted(INITS)}")
+    return weight.T.contiguous()
 
 
 def layer_gradient_norms(f: Callable, f_grad: Callable, *, depth: int = 20, width: int = 64,
@@ -68,11 +86,9 @@ def layer_gradient_norms(f: Callable, f_grad: Callable, *, depth: int = 20, widt
     """
     if depth < 1 or width < 1 or batch_size < 1:
         raise ValueError("depth, width and batch_size must be positive")
-    std = init_std(init, width, width)
     gen = torch.Generator().manual_seed(seed)
     X = torch.randn(batch_size, width, generator=gen, dtype=torch.float64)
-    weights = [(torch.randn(width, width, generator=gen, dtype=torch.float64) * std)
-               .requires_grad_() for _ in range(depth)]
+    weights = [init_weight(init, width, width, gen).requires_grad_() for _ in range(depth)]
     upstream = torch.randn(batch_size, width, generator=gen, dtype=torch.float64)
     act = numpy_activation(f, f_grad)
     h = X

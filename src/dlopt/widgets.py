@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import ipywidgets as W
 import numpy as np
