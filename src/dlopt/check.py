@@ -261,10 +261,15 @@ class Exercise:
         return ExerciseData(function=self.function, rtol=self.rtol, atol=self.atol,
                             mistakes=[m.message for m in self.mistakes], cases=cases)
 
-    def check(self, fn: Callable) -> Verdict:
-        """Check ``fn`` on every scenario defined here and report like the grader would."""
+    def check(self, fn: Callable) -> None:
+        """Check ``fn`` on every scenario defined here and report like the grader would.
+
+        Prints a ✓ line when every scenario passes; raises :class:`CheckFailed` (or
+        ``NotImplementedError`` for an unanswered stub) with the reason otherwise.
+        """
         if os.environ.get(EXPORT_ENV) == "1":
-            return self._export(fn)
+            self._export(fn)
+            return
         data = self.collect(self.reference)
         verdict = judge(data, [call(fn, case) for case, _ in self._all_cases()])
         if verdict.not_implemented:
@@ -272,9 +277,8 @@ class Exercise:
         if not verdict.passed:
             raise CheckFailed(verdict.message)
         print(verdict.message)
-        return verdict
 
-    def _export(self, solution: Callable) -> Verdict:
+    def _export(self, solution: Callable) -> None:
         """Instructor side: publish scenarios, the solution's outputs and mistakes' outputs."""
         from IPython.display import publish_display_data
 
@@ -286,7 +290,6 @@ class Exercise:
                               f"{self.function}:\n{agreement.message}")
         publish_display_data({EXERCISE_MIME: data.to_plain(),
                               "text/plain": f"exported checks for {self.function}"})
-        return agreement
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,7 +437,8 @@ def compare(actual, expected, rtol: float, atol: float, where: str = "") -> str:
     return f"{where}returned {actual!r}, expected {expected!r}"
 
 
-def _outcome_problem(actual: Outcome, expected: Outcome, rtol: float, atol: float) -> str:
+def _value_problem(actual: Outcome, expected: Outcome, rtol: float, atol: float) -> str:
+    """What differs between two outcomes' values or exceptions ('' if nothing)."""
     if expected.raised:
         if actual.raised and expected.error in actual.error_types:
             return ""
@@ -443,11 +447,23 @@ def _outcome_problem(actual: Outcome, expected: Outcome, rtol: float, atol: floa
     if actual.raised:
         detail = f": {actual.message}" if actual.message else ""
         return f"raised {actual.error}{detail}"
-    problem = compare(actual.value, expected.value, rtol, atol)
+    return compare(actual.value, expected.value, rtol, atol)
+
+
+def _outcome_problem(actual: Outcome, expected: Outcome, rtol: float, atol: float) -> str:
+    problem = _value_problem(actual, expected, rtol, atol)
     if not problem and actual.mutated:
         return (f"changed its input ({', '.join(actual.mutated)}) in place; "
                 f"compute a new array instead of writing into the caller's")
     return problem
+
+
+def _matches_mistake(actual: Outcome, wrong: Outcome, expected: Outcome, rtol: float,
+                     atol: float) -> bool:
+    """The output is this mistake's: same values, and the same (non-)mutation of inputs."""
+    differs = bool(_value_problem(wrong, expected, rtol, atol)) or bool(wrong.mutated)
+    return (differs and not _value_problem(actual, wrong, rtol, atol)
+            and bool(actual.mutated) == bool(wrong.mutated))
 
 
 def judge(data: ExerciseData, actual: list[Outcome]) -> Verdict:
@@ -460,8 +476,7 @@ def judge(data: ExerciseData, actual: list[Outcome]) -> Verdict:
         mistake = ""
         if problem:
             for message, wrong in zip(data.mistakes, case.mistake_outputs, strict=False):
-                differs = _outcome_problem(wrong, case.expected, data.rtol, data.atol)
-                if differs and not _outcome_problem(outcome, wrong, data.rtol, data.atol):
+                if _matches_mistake(outcome, wrong, case.expected, data.rtol, data.atol):
                     mistake = message
                     break
         verdicts.append(CaseVerdict(case.label, case.hidden, not problem, problem, mistake))

@@ -36,8 +36,11 @@ def torch_derivative(fn: Callable) -> Callable:
     """
 
     def reference(x, *args, **kwargs):
-        t = _tensor(x, requires_grad=True)
-        fn(t, *args, **kwargs).sum().backward()
+        import torch
+
+        with torch.enable_grad():  # also inside torch.no_grad() or a custom Function
+            t = _tensor(x, requires_grad=True)
+            fn(t, *args, **kwargs).sum().backward()
         return t.grad.numpy()
 
     return reference
@@ -50,11 +53,12 @@ def torch_jvp(fn: Callable) -> Callable:
         import torch
 
         # The double-backward trick: J v = d/du <J^T u, v>, using reverse mode only.
-        t = _tensor(x, requires_grad=True)
-        y = fn(t, *args, **kwargs)
-        u = torch.zeros_like(y, requires_grad=True)
-        (vjp,) = torch.autograd.grad(y, t, u, create_graph=True)
-        (jvp,) = torch.autograd.grad(vjp, u, _tensor(v))
+        with torch.enable_grad():
+            t = _tensor(x, requires_grad=True)
+            y = fn(t, *args, **kwargs)
+            u = torch.zeros_like(y, requires_grad=True)
+            (vjp,) = torch.autograd.grad(y, t, u, create_graph=True)
+            (jvp,) = torch.autograd.grad(vjp, u, _tensor(v))
         return jvp.detach().numpy()
 
     return reference
