@@ -320,3 +320,34 @@ def test_runaway_cells_are_stopped_and_the_batch_goes_on(graded, first_run, tmp_
     assert results["ignores_sigint"].score == 0
     assert any("timeout" in flag for flag in results["ignores_sigint"].flags)
     assert results["instructor"].score == 1
+
+
+def test_lesson01_round_trip(tmp_path):
+    """The activations lesson: full marks for the instructor, 0 untouched, and a named
+    misconception costs exactly the points of its function."""
+    import shutil
+
+    lesson = "01_activations"
+    root = tmp_path / "root"
+    for folder in ("solutions", "course"):
+        shutil.copytree(REPO_ROOT / folder, root / folder)
+    course = Course(root)
+    answers = answer_sources(lesson)
+    relu_is_one = dict(answers)  # the relu answer cell holds relu and relu_grad
+    relu_is_one["relu"] = answers["relu"].replace(
+        "return (np.asarray(x) > 0).astype(np.float64)", "return np.ones_like(x)")
+    assert relu_is_one["relu"] != answers["relu"]
+    subs = tmp_path / "subs"
+    write_submission(subs, "instructor", submission(lesson, answers))
+    write_submission(subs, "untouched", submission(lesson))
+    write_submission(subs, "relu_grad_is_one", submission(lesson, relu_is_one))
+    assert main(["grade", lesson, "--submissions", str(subs)], course) == 0
+    results = {r.student_id: r for r in load_results(course, lesson)}
+    full = results["instructor"].max_score
+    assert full >= 10 and results["instructor"].score == full
+    assert results["untouched"].score == 0
+    wrong = results["relu_grad_is_one"]
+    relu = next(c for c in wrong.checks if c.grade_id == "test_relu")
+    assert wrong.score == full - relu.points / 2
+    message = next(e.message for e in relu.exercises if e.function == "relu_grad")
+    assert "\"ReLU's gradient is 1\" holds only for x > 0" in message
