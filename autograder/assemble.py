@@ -104,6 +104,7 @@ def student_cells(instructor: nbformat.NotebookNode, submission: nbformat.Notebo
 
 def probe_source(exercise: dict, nonce: str) -> str:
     request = {"nonce": nonce, "function": exercise["function"],
+               "driver": exercise.get("driver"),
                "cases": [{"args": c["args"], "kwargs": c["kwargs"]} for c in exercise["cases"]]}
     return ("import dlopt.probe as _dlopt_probe\n"
             f"_dlopt_probe.run({json.dumps(json.dumps(request))})")

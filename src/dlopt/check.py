@@ -138,27 +138,35 @@ def _same_plain(a, b) -> bool:
     return a is b or a == b
 
 
-def call(fn: Callable, case: Case, *, quiet: bool = False) -> Outcome:
+def call(fn: Callable, case: Case, *, quiet: bool = False,
+         driver: Callable | None = None) -> Outcome:
     """Call ``fn`` on fresh copies of ``case``'s arguments and record what happened.
 
+    With a ``driver`` the call is ``driver(fn, *args, **kwargs)``: the driver (a function in a
+    ``dlopt`` module) uses ``fn`` several times, e.g. 100 steps of an update rule.
     ``quiet`` silences numpy and Python warnings (used for references and mistakes, whose
     overflow warnings are expected, never for the student's own function).
     """
     args, kwargs = _copy_args(case.args, case.kwargs)
+    if driver is not None:
+        target, args = driver, (fn, *args)
+    else:
+        target = fn
     try:
         if quiet:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                value = fn(*args, **kwargs)
+                value = target(*args, **kwargs)
         else:
-            value = fn(*args, **kwargs)
+            value = target(*args, **kwargs)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - SystemExit from student code is an outcome
         names = tuple(t.__name__ for t in type(exc).__mro__)
         return Outcome(error=type(exc).__name__, error_types=names, message=str(exc))
+    given = args[1:] if driver is not None else args
     mutated = tuple(
-        [f"argument {i + 1}" for i, (a, b) in enumerate(zip(args, case.args, strict=True))
+        [f"argument {i + 1}" for i, (a, b) in enumerate(zip(given, case.args, strict=True))
          if not _same_plain(a, b)]
         + [name for name in kwargs if not _same_plain(kwargs[name], case.kwargs[name])]
     )
@@ -186,10 +194,12 @@ class ExerciseData:
     atol: float
     mistakes: list[str]
     cases: list[CaseData]
+    driver: Callable | None = None
 
     def to_plain(self) -> dict:
         return {
             "function": self.function, "rtol": self.rtol, "atol": self.atol,
+            "driver": None if self.driver is None else codec.encode(self.driver),
             "mistakes": list(self.mistakes),
             "cases": [{
                 "label": c.label, "hidden": c.hidden,
@@ -204,6 +214,7 @@ class ExerciseData:
         return cls(
             function=str(data["function"]), rtol=float(data["rtol"]), atol=float(data["atol"]),
             mistakes=[str(m) for m in data["mistakes"]],
+            driver=None if data.get("driver") is None else codec.decode(data["driver"]),
             cases=[CaseData(
                 label=str(c["label"]), hidden=bool(c["hidden"]),
                 args=tuple(codec.decode(c["args"])), kwargs=codec.decode(c["kwargs"]),
@@ -230,10 +241,18 @@ class Exercise:
         Classic wrong variants; a wrong output that matches one is named in the feedback.
     rtol, atol : float
         Tolerances of ``numpy.isclose`` used for every comparison.
+    driver : callable, optional
+        A function from a ``dlopt`` module called as ``driver(fn, *case_args)`` instead of
+        ``fn(*case_args)``, for exercises checked over many calls (an update rule over 100
+        steps, say). The reference and the mistakes are driven the same way.
     """
 
     def __init__(self, function: str, *, reference: Callable, cases: list[Case],
-                 mistakes: list[Mistake] = (), rtol: float = 1e-5, atol: float = 1e-8):
+                 mistakes: list[Mistake] = (), rtol: float = 1e-5, atol: float = 1e-8,
+                 driver: Callable | None = None):
+        if driver is not None:
+            codec.encode(driver)  # a driver travels to the student's kernel by reference
+        self.driver = driver
         self.function = function
         self.reference = reference
         self.cases = list(cases)
@@ -255,11 +274,13 @@ class Exercise:
         for case, hidden in self._all_cases():
             cases.append(CaseData(
                 label=case.label, hidden=hidden, args=case.args, kwargs=case.kwargs,
-                expected=call(expected_from, case, quiet=True),
-                mistake_outputs=[call(m.fn, case, quiet=True) for m in self.mistakes],
+                expected=call(expected_from, case, quiet=True, driver=self.driver),
+                mistake_outputs=[call(m.fn, case, quiet=True, driver=self.driver)
+                                 for m in self.mistakes],
             ))
         return ExerciseData(function=self.function, rtol=self.rtol, atol=self.atol,
-                            mistakes=[m.message for m in self.mistakes], cases=cases)
+                            mistakes=[m.message for m in self.mistakes], cases=cases,
+                            driver=self.driver)
 
     def check(self, fn: Callable) -> None:
         """Check ``fn`` on every scenario defined here and report like the grader would.
@@ -271,7 +292,8 @@ class Exercise:
             self._export(fn)
             return
         data = self.collect(self.reference)
-        verdict = judge(data, [call(fn, case) for case, _ in self._all_cases()])
+        verdict = judge(data, [call(fn, case, driver=self.driver)
+                               for case, _ in self._all_cases()])
         if verdict.not_implemented:
             raise NotImplementedError(verdict.message)
         if not verdict.passed:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["torch_derivative", "torch_function", "torch_jvp"]
+__all__ = ["torch_derivative", "torch_function", "torch_jvp", "torch_update_rule"]
 
 
 def _tensor(x, requires_grad: bool = False):
@@ -62,3 +62,34 @@ def torch_jvp(fn: Callable) -> Callable:
         return jvp.detach().numpy()
 
     return reference
+
+
+def torch_update_rule(optimizer: str) -> Callable:
+    """One step of ``torch.optim.<optimizer>`` with this course's update-rule interface.
+
+    ``w_next, state = rule(w, dw, state, **hyperparameters)``: hyperparameters are the
+    constructor's (same names, same defaults); ``state`` uses torch's keys (``step`` as an int,
+    buffers as float64 arrays) and may be empty (a fresh optimizer) or carried over.
+    """
+
+    def rule(w, dw, state, **hyperparameters):
+        import torch
+
+        param = torch.tensor(np.asarray(w, dtype=np.float64), requires_grad=True)
+        opt = getattr(torch.optim, optimizer)([param], **hyperparameters)
+        if state:
+            opt.state[param] = {
+                key: (torch.tensor(float(value)) if key == "step" else
+                      torch.tensor(np.asarray(value, dtype=np.float64)))
+                for key, value in state.items()}
+        param.grad = torch.tensor(np.asarray(dw, dtype=np.float64))
+        opt.step()
+        new_state = {}
+        for key, value in opt.state[param].items():
+            if value is None:
+                continue
+            new_state[key] = int(value.item()) if key == "step" else value.detach().numpy().copy()
+        return param.detach().numpy().copy(), new_state
+
+    rule.__name__ = f"torch.optim.{optimizer}"
+    return rule

@@ -37,6 +37,8 @@ def run(payload: str) -> list[dict]:
     request = json.loads(payload)
     name = request["function"]
     fn = _user_namespace().get(name)
+    driver = request.get("driver")
+    driver = None if driver is None else codec.decode(driver)
     outcomes = []
     for case in request["cases"]:
         if fn is None:
@@ -48,7 +50,7 @@ def run(payload: str) -> list[dict]:
                                       f"not a function")
         else:
             scenario = Case("", *codec.decode(case["args"]), **codec.decode(case["kwargs"]))
-            outcome = call(fn, scenario)
+            outcome = call(fn, scenario, driver=driver)
         outcomes.append(outcome.to_plain())
     result = {"nonce": request["nonce"], "function": name, "outcomes": outcomes}
     from IPython.display import publish_display_data

@@ -9,14 +9,13 @@ with a message ("implement `relu` first"); the others are still drawn.
 
 from __future__ import annotations
 
-import base64
-import html
 from collections.abc import Callable, Mapping, Sequence
 
 import ipywidgets as W
 import numpy as np
 
 from dlopt import plotting, vanishing
+from dlopt.figure_widget import FigureWidget
 from dlopt.safe import problem_with
 
 __all__ = ["ActivationExplorer", "DepthExplorer"]
@@ -24,41 +23,7 @@ __all__ = ["ActivationExplorer", "DepthExplorer"]
 Activations = Mapping[str, tuple[Callable, Callable]]
 
 
-class _FigureWidget(W.VBox):
-    """Controls above an image of a figure and a line of messages."""
-
-    figsize = (8.0, 3.4)
-
-    def __init__(self, controls: Sequence[W.Widget]):
-        self.image = W.Image(format="png")
-        self.message = W.HTML()
-        self.messages: list[str] = []
-        self.figure = None
-        super().__init__([W.HBox(list(controls)), self.image, self.message])
-        for control in controls:
-            control.observe(lambda _change: self.redraw(), names="value")
-
-    def draw(self, fig, axes) -> list[str]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def redraw(self) -> None:
-        """Draw the figure for the current control values."""
-        fig, axes = plotting.new_figure(1, 2, figsize=self.figsize)
-        self.messages = self.draw(fig, axes)
-        self.figure = fig
-        self.image.value = plotting.figure_png(fig)
-        self.message.value = "<br>".join(
-            f"<span style='color:#b00'>{html.escape(m)}</span>" for m in self.messages)
-
-    def _repr_mimebundle_(self, **kwargs):
-        data = super()._repr_mimebundle_(**kwargs) or {}
-        data["image/png"] = base64.b64encode(bytes(self.image.value)).decode("ascii")
-        if self.messages:
-            data["text/plain"] = "\n".join(self.messages)
-        return data
-
-
-class ActivationExplorer(_FigureWidget):
+class ActivationExplorer(FigureWidget):
     """Pick activations and an input range; see ``f`` (left) and ``f'`` (right).
 
     Parameters
@@ -106,7 +71,7 @@ class ActivationExplorer(_FigureWidget):
         return messages
 
 
-class DepthExplorer(_FigureWidget):
+class DepthExplorer(FigureWidget):
     """Choose the depth and the initialization; see each layer's gradient norm.
 
     Left: ``||dL/dW_l||`` per layer (log scale), from :func:`dlopt.vanishing.layer_gradient_norms`.
