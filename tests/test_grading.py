@@ -10,7 +10,7 @@ import sys
 
 import nbformat
 import pytest
-from conftest import answer_sources, submission, write_submission
+from conftest import LESSONS, answer_sources, submission, write_submission
 
 from autograder.cli import main
 from autograder.course import REPO_ROOT, Course
@@ -351,3 +351,23 @@ def test_lesson01_round_trip(tmp_path):
     assert wrong.score == full - relu.points / 2
     message = next(e.message for e in relu.exercises if e.function == "relu_grad")
     assert "\"ReLU's gradient is 1\" holds only for x > 0" in message
+
+
+@pytest.mark.parametrize("lesson", [lesson for lesson in LESSONS if lesson != LESSON])
+def test_every_lesson_grades_its_own_solution_full_and_its_release_zero(lesson, tmp_path):
+    import shutil
+
+    root = tmp_path / "root"
+    for folder in ("solutions", "course"):
+        shutil.copytree(REPO_ROOT / folder / lesson, root / folder / lesson)
+    course = Course(root)
+    subs = tmp_path / "subs"
+    write_submission(subs, "instructor", submission(lesson, answer_sources(lesson)))
+    write_submission(subs, "untouched", submission(lesson))
+    assert main(["grade", lesson, "--submissions", str(subs)], course) == 0
+    results = {r.student_id: r for r in load_results(course, lesson)}
+    messages = [e.message for c in results["instructor"].checks for e in c.exercises
+                if not e.passed]
+    assert results["instructor"].score == results["instructor"].max_score > 0, messages
+    assert results["untouched"].score == 0
+    assert not results["instructor"].flags
