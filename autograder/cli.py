@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest a single cell may run (default 60)")
     p.add_argument("--timeout", type=_positive_float, default=300, metavar="SECONDS",
                    help="longest a whole notebook may run (default 300)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run student code with your own rights (trusted submissions only)")
 
     p = sub.add_parser("export", help="write the gradebook as CSV")
     p.add_argument("--csv", required=True, type=Path, metavar="FILE")
@@ -71,7 +73,8 @@ def main(argv: list[str] | None = None, course: Course | None = None) -> int:
             from autograder.grading import grade
 
             results = grade(course, args.lesson, args.submissions, workers=args.workers,
-                            cell_timeout=args.cell_timeout, budget=args.timeout)
+                            cell_timeout=args.cell_timeout, budget=args.timeout,
+                            sandbox=not args.no_sandbox)
             print(f"{len(results)} submission(s) of {args.lesson} graded")
         elif args.command == "export":
             from autograder.export import export_csv

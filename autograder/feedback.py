@@ -47,10 +47,9 @@ def render(result: SubmissionResult, answers: dict[str, str]) -> str:
                      f"{check.points:g}</td><td class='{'pass' if ok else 'fail'}'>"
                      f"{'passed' if ok else 'not passed'}</td></tr>")
     parts.append("</table>")
-    notes = [f for f in result.flags if f.startswith("execution")]
-    if notes:
+    if result.notes:
         parts.append("<h2>Running your notebook</h2><ul>")
-        parts += [f"<li>{_e(note)}</li>" for note in notes]
+        parts += [f"<li>{_e(note)}</li>" for note in result.notes]
         parts.append("</ul>")
     for check in result.checks:
         parts.append(f"<h2>{_e(check.grade_id)}</h2>")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
 import sys
@@ -22,11 +23,13 @@ from pathlib import Path
 import nbformat
 
 from autograder import gradebook
+from autograder import sandbox as sandboxing
 from autograder.assemble import assemble, is_answer_cell, is_check_cell, nbgrader_meta
-from autograder.course import Course, UsageError
+from autograder.course import REPO_ROOT, Course, UsageError
 from autograder.reference import Reference, build_reference
 from autograder.release import record_in_gradebook
 from autograder.runner import execute
+from autograder.suspicion import runtime_flags, scan_code
 from dlopt.check import EXPORT_ENV, ExerciseData, Outcome, judge
 from dlopt.probe import RESULT_MIME
 
@@ -64,6 +67,7 @@ class SubmissionResult:
     checks: list[CheckResult]
     flags: list[str] = field(default_factory=list)  # what the instructor should look at
     cell_errors: list[dict] = field(default_factory=list)  # errors in the student's own cells
+    notes: list[str] = field(default_factory=list)  # what the student should know about the run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,14 +160,20 @@ def _cell_errors(executed, origins) -> list[dict]:
 
 def grade_notebook(reference: Reference, release: nbformat.NotebookNode,
                    submission: nbformat.NotebookNode, student_id: str, workdir: Path, *,
-                   cell_timeout: float, budget: float) -> tuple[SubmissionResult, object]:
-    """Grade one parsed submission; returns the result and the executed notebook."""
+                   cell_timeout: float, budget: float,
+                   sandbox: dict | None = None) -> tuple[SubmissionResult, object]:
+    """Grade one parsed submission; returns the result and the executed notebook.
+
+    ``sandbox`` (see :mod:`autograder.sandbox`) isolates the student's kernel; without it
+    the kernel runs with the grader's rights.
+    """
     assembled = assemble(release, submission, reference.exports())
     run = execute(assembled.notebook, workdir, cell_timeout=cell_timeout, budget=budget,
-                  env={EXPORT_ENV: "0", "MPLBACKEND": "Agg"})
-    flags = []
+                  env=kernel_environment(sandboxed=sandbox is not None), sandbox=sandbox)
+    flags, notes = [], []
     if run.status != "ok":
         flags.append(f"execution {run.status}: {run.detail}")
+        notes.append(f"Your notebook did not run to the end: {run.detail}.")
     probe_cells = {(gid, k): i for i, (gid, k, _) in assembled.probes.items()}
     checks = []
     for check in reference.checks:
@@ -196,10 +206,33 @@ def grade_notebook(reference: Reference, release: nbformat.NotebookNode,
         passed = sum(e.passed for e in exercises)
         score = round(check.points * passed / len(exercises), 4) if exercises else 0.0
         checks.append(CheckResult(check.grade_id, check.points, score, exercises))
+    errors = _cell_errors(run.notebook, assembled.origins)
+    student_code = [cell.source for cell, origin in zip(
+        assembled.notebook.cells, assembled.origins, strict=True) if origin == "student"]
+    truncated = any("[grader:" in out.get("text", "") for cell in run.notebook.cells
+                    for out in cell.get("outputs", []) if out.get("output_type") == "stream")
+    flags += scan_code(student_code) + runtime_flags(errors, truncated)
+    if any("cuda" in f"{e['ename']} {e['evalue']}".lower() for e in errors):
+        notes.append("The grader has no GPU: code that needs CUDA raised an error. Guard it "
+                     "with torch.cuda.is_available() (your functions were still graded).")
+    if truncated:
+        notes.append("Some cells printed so much that their output was cut.")
     result = SubmissionResult(student_id, reference.lesson, sum(c.score for c in checks),
-                              reference.max_score, checks, flags,
-                              _cell_errors(run.notebook, assembled.origins))
+                              reference.max_score, checks, flags, errors, notes)
     return result, run.notebook
+
+
+def kernel_environment(*, sandboxed: bool) -> dict[str, str]:
+    """The student's kernel environment: nothing of the grader's when sandboxed."""
+    env = {EXPORT_ENV: "0", "MPLBACKEND": "Agg", "PYTHONNOUSERSITE": "1",
+           "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1"}
+    if sandboxed:
+        env.update(PATH=os.environ.get("PATH", "/usr/bin:/bin"), LANG="C.UTF-8")
+        for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # machine fixes, not secrets
+            if key in os.environ:
+                env[key] = os.environ[key]
+    return env
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,11 +297,22 @@ def load_results(course: Course, lesson: str) -> list[SubmissionResult]:
 # The batch
 # ---------------------------------------------------------------------------------------------
 def grade(course: Course, lesson: str, submissions: Path, *, workers: int | None = None,
-          cell_timeout: float = 60, budget: float = 300, out=None,
+          cell_timeout: float = 60, budget: float = 300, sandbox: bool = True, out=None,
           err=None) -> list[SubmissionResult]:
-    """Grade every student folder in ``submissions`` for ``lesson``; return the results."""
+    """Grade every student folder in ``submissions`` for ``lesson``; return the results.
+
+    With ``sandbox`` (the default) every student kernel runs in :mod:`autograder.sandbox`;
+    grading refuses to start where the sandbox cannot run. ``sandbox=False`` runs student
+    code with the grader's own rights, for trusted submissions only.
+    """
     out, err = out or sys.stdout, err or sys.stderr
     lesson = course.check_lesson(lesson)
+    if sandbox and (reason := sandboxing.available()):
+        raise UsageError(f"cannot isolate student code here: {reason}. Grade on a Linux host "
+                         f"as root, or pass --no-sandbox for trusted submissions only")
+    if not sandbox:
+        print("warning: grading WITHOUT a sandbox: student code runs with your rights and "
+              "can read solutions/ and the gradebook", file=err)
     found = find_submissions(submissions)
     release_path = course.release_notebook(lesson)
     if not release_path.exists():
@@ -291,12 +335,31 @@ def grade(course: Course, lesson: str, submissions: Path, *, workers: int | None
                 gradebook.add_student(course, item.student_id)
 
     scratch_root = Path(tempfile.mkdtemp(prefix="dlopt-grading-"))
+    n_workers = max(1, workers or os.cpu_count() or 1)
+    slots: queue.Queue[int] = queue.Queue()  # one sandbox uid per worker slot
+    for slot in range(n_workers):
+        slots.put(slot)
+    hidden = sorted({str(course.root), str(REPO_ROOT), str(scratch_root), tempfile.gettempdir(),
+                     "/dev/shm", os.path.expanduser("~")})
+
+    def run_one(student_id: str, nb):
+        slot = slots.get()
+        try:
+            isolation = None
+            if sandbox:
+                isolation = {"uid": sandboxing.BASE_UID + slot, "hide": hidden,
+                             "keep": sandboxing.paths_to_keep(),
+                             "limits": asdict(sandboxing.Limits(cpu_seconds=int(budget) + 30))}
+            return grade_notebook(reference, release, nb, student_id, scratch_root / student_id,
+                                  cell_timeout=cell_timeout, budget=budget, sandbox=isolation)
+        finally:
+            slots.put(slot)
+
     results = []
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers or os.cpu_count() or 1)) as pool:
-            futures = {pool.submit(grade_notebook, reference, release, nb, item.student_id,
-                                   scratch_root / item.student_id, cell_timeout=cell_timeout,
-                                   budget=budget): (item, nb) for item, nb in jobs}
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            futures = {pool.submit(run_one, item.student_id, nb): (item, nb)
+                       for item, nb in jobs}
             for future in as_completed(futures):
                 item, nb = futures[future]
                 try:

@@ -21,6 +21,7 @@ import nbformat
 from autograder.course import REPO_ROOT
 
 PID_FILE = "kernel.pid"
+MAX_CELL_OUTPUT = 2_000_000  # characters of outputs kept per cell
 
 
 @dataclass
@@ -39,13 +40,21 @@ def _kill_group(pid: int) -> None:
 
 
 def execute(nb: nbformat.NotebookNode, workdir: Path, *, cell_timeout: float,
-            budget: float, env: dict[str, str] | None = None) -> Execution:
-    """Run ``nb`` with the kernel's working directory ``workdir``; never raises for the notebook."""
+            budget: float, env: dict[str, str] | None = None,
+            sandbox: dict | None = None) -> Execution:
+    """Run ``nb`` in a fresh kernel; never raises for the notebook.
+
+    Without ``sandbox`` the kernel runs in ``workdir`` with the grader's rights (the
+    instructor's trusted notebook). With ``sandbox`` (the fields of
+    :class:`autograder.sandbox.Spec` but ``workdir``) it runs sandboxed, and ``env`` is the
+    kernel's whole environment.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
+    os.chmod(workdir, 0o700)
     source, output = workdir / "input.ipynb", workdir / "executed.ipynb"
     nbformat.write(nb, source)
     job = {"notebook": str(source), "output": str(output), "cwd": str(workdir),
-           "cell_timeout": cell_timeout, "env": env or {}}
+           "cell_timeout": cell_timeout, "env": env or {}, "sandbox": sandbox}
     worker = subprocess.Popen(
         [sys.executable, "-m", "autograder.runner"], cwd=REPO_ROOT, stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -81,13 +90,23 @@ def _run(job: dict) -> dict:
         nbformat.write(nb, tmp)
         os.replace(tmp, output)
 
+    def on_cell_executed(cell, **_):
+        _cap_outputs(cell)
+        save()
+
+    km, cwd = None, job["cwd"]
+    if job["sandbox"]:
+        km, cwd = _sandboxed_kernel_manager(Path(job["cwd"]), job["sandbox"])
+        env = dict(job["env"])
+    else:
+        env = {**os.environ, **job["env"]}
     client = NotebookClient(
-        nb, timeout=job["cell_timeout"], kernel_name="python3", allow_errors=True,
+        nb, km=km, timeout=job["cell_timeout"], kernel_name="python3", allow_errors=True,
         interrupt_on_timeout=True, shutdown_kernel="immediate", store_widget_state=False,
         error_on_timeout={"ename": "CellTimeout", "evalue": (
             f"this cell did not finish within {job['cell_timeout']:g} s and was interrupted"),
             "traceback": []},
-        resources={"metadata": {"path": job["cwd"]}})
+        resources={"metadata": {"path": cwd}})
 
     def remember_kernel(**_):
         pid = getattr(client.km.provisioner, "pid", None)
@@ -95,10 +114,12 @@ def _run(job: dict) -> dict:
             (Path(job["cwd"]) / PID_FILE).write_text(str(pid))
 
     client.on_notebook_start = remember_kernel
-    client.on_cell_executed = save
-    env = {**os.environ, **job["env"]}
+    client.on_cell_executed = on_cell_executed
+    launch = {"env": env, "cleanup_kc": True}  # shut the kernel down, even one we made
+    if km is not None:  # a sandboxed kernel does not inherit the worker's pipes
+        launch.update(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        client.execute(env=env)
+        client.execute(**launch)
         result = {"status": "ok"}
     except DeadKernelError:
         result = {"status": "dead", "detail": "the kernel died (did the code exit or crash it?)"}
@@ -106,6 +127,45 @@ def _run(job: dict) -> dict:
         result = {"status": "error", "detail": f"{type(exc).__name__}: {exc}"[:500]}
     save()
     return result
+
+
+def _cap_outputs(cell) -> None:
+    """Keep at most MAX_CELL_OUTPUT characters of a cell's outputs (an output flood)."""
+    size = sum(len(json.dumps(out)) for out in cell.get("outputs", []))
+    if size <= MAX_CELL_OUTPUT:
+        return
+    kept, room = [], MAX_CELL_OUTPUT
+    for out in cell.outputs:
+        if out.get("output_type") == "stream":
+            out["text"] = out.get("text", "")[:room]
+        elif len(json.dumps(out)) > room:
+            continue
+        room -= len(json.dumps(out))
+        kept.append(out)
+        if room <= 0:
+            break
+    kept.append(nbformat.v4.new_output("stream", name="stderr", text=(
+        f"[grader: {size:,} characters of output cut to {MAX_CELL_OUTPUT:,}]\n")))
+    cell.outputs = kept
+
+
+def _sandboxed_kernel_manager(workdir: Path, sandbox: dict):
+    """A kernel manager whose kernel starts inside :mod:`autograder.sandbox`."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    from autograder.sandbox import Limits, Spec, prepare, wrap
+
+    spec = Spec(workdir=str(workdir), **{**sandbox, "limits": Limits(**sandbox["limits"])})
+    run, home = prepare(workdir, spec.uid)
+
+    class SandboxedKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments=None):
+            return wrap(super().format_kernel_cmd(extra_arguments), spec, run / "sandbox.json")
+
+    km = SandboxedKernelManager(kernel_name="python3", transport="ipc",
+                                ip=str(run / "ipc" / "kernel"),
+                                connection_file=str(run / "kernel.json"))
+    return km, str(home)
 
 
 if __name__ == "__main__":
