@@ -305,3 +305,16 @@ def test_plot_training_draws_loss_and_accuracy(digits):
     mlp_lab.plot_training(ax_loss, ax_acc, history, target=0.95)
     np.testing.assert_array_equal(ax_loss.get_lines()[0].get_ydata(), history.train_loss)
     assert [line.get_label() for line in ax_acc.get_lines()] == ["train", "test", "95%"]
+
+
+# --- threads -----------------------------------------------------------------------------------
+def test_single_threaded_restores_the_thread_count():
+    from dlopt.threads import single_threaded
+
+    before = torch.get_num_threads()
+    with single_threaded():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(KeyError), single_threaded():
+        raise KeyError("an error inside")
+    assert torch.get_num_threads() == before

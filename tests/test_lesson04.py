@@ -131,8 +131,9 @@ def test_misconceptions_and_conventions_are_stated():
     assert "RMSprop sums the gradients" in text
     for convention in ("incremented **before**", "added **after** the square root",
                        "initial_accumulator_value", "(step - 1) * lr_decay", "no bias correction",
-                       "L2 penalty added to the gradient", "weight_decay=1e-2", "**scaled by `lr`**",
-                       r"\mathbb E[m_t]", "StepLR", "CosineAnnealingLR", "LinearLR"):
+                       "L2 penalty added to the gradient", "weight_decay=1e-2",
+                       "**scaled by `lr`**", r"\mathbb E[m_t]", "StepLR", "CosineAnnealingLR",
+                       "LinearLR"):
         assert convention in text, convention
 
 

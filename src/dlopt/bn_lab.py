@@ -26,8 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlopt.bn_torch import numpy_batchnorm
-from dlopt.torch_threads import one_thread
+from dlopt.bn_torch import numpy_batchnorm, one_thread
 
 __all__ = [
     "ActivationRecord",
@@ -167,7 +166,7 @@ def _train(forward, backward, data, configs, *, batch_norm, hidden, steps, batch
 
 def train_grid(forward: Callable, backward: Callable, data, lrs: Sequence[float],
                init_scales: Sequence[float], *, batch_norm: bool = True,
-               hidden: Sequence[int] = (64, 64, 64), steps: int = 300, batch_size: int = 64,
+               hidden: Sequence[int] = (64, 64, 64), steps: int = 200, batch_size: int = 64,
                seed: int = 0) -> GridResult:
     """Train the same MLP at every (initialization scale, learning rate) of a grid.
 
@@ -177,8 +176,9 @@ def train_grid(forward: Callable, backward: Callable, data, lrs: Sequence[float]
     beta zero; the loss is cross-entropy on logits; plain SGD (``torch.optim.SGD``, each run
     with its own learning rate). Every run
     starts from the same weights up to its scale and sees the same mini-batches, so the
-    learning rate and the scale are the only differences. All runs train at once (see
-    ``_StackedMLPs``), so the grid costs little more than one run.
+    learning rate and the scale are the only differences. Computation is in float32, as in
+    most training (the learner's batch norm receives float32 arrays). All runs train at once
+    (see ``_StackedMLPs``), so the grid costs little more than one run.
 
     Parameters
     ----------
@@ -225,8 +225,7 @@ def plot_grid(ax, result: GridResult, *, title: str = "") -> None:
     title : str
     """
     acc = np.where(np.isnan(result.train_loss), np.nan, result.test_accuracy)
-    cmap = matplotlib.colormaps["viridis"].copy()
-    cmap.set_bad("0.85")  # diverged runs in light grey
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")  # diverged: light grey
     image = ax.imshow(acc, vmin=0.0, vmax=1.0, cmap=cmap, aspect="auto")
     for (i, j), value in np.ndenumerate(acc):
         text = "div." if np.isnan(value) else f"{value:.2f}"
@@ -515,7 +514,8 @@ def memory_table(forward: Callable, shapes: Sequence[tuple[int, int]], *,
     Returns
     -------
     list of dict
-        One row per shape: ``N``, ``D``, ``activation`` (bytes of the layer's output),
+        One row per shape: ``N``, ``D``, ``activation`` (bytes of the layer's output, an
+        array of the batch's shape and dtype),
         ``cache`` (bytes of the learner's cache, not counting the input, gamma and beta
         themselves), ``torch_bn`` (bytes torch saves for
         ``BatchNorm1d`` alone) and ``parameters_and_state`` (gamma, beta and the two
@@ -529,7 +529,7 @@ def memory_table(forward: Callable, shapes: Sequence[tuple[int, int]], *,
         out, cache = forward(x, gamma, beta, {}, train=True)
         bn = torch.nn.BatchNorm1d(d).to(torch.from_numpy(x).dtype)
         rows.append({
-            "N": n, "D": d, "activation": int(np.asarray(out).nbytes),
+            "N": n, "D": d, "activation": int(x.nbytes),
             "cache": cache_nbytes(cache, exclude=(x, gamma, beta)),
             "torch_bn": torch_saved_bytes(bn, torch.from_numpy(x)),
             "parameters_and_state": 4 * d * np.dtype(dtype).itemsize,

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dlopt.bn_torch import single_threaded
 from dlopt.safe import function_name
-from dlopt.torch_threads import single_threaded
 
 __all__ = [
     "BACKWARD_MISTAKES",
@@ -242,18 +242,24 @@ def run_batchnorm_forward(forward: Callable, xs, gamma, beta, state: dict | None
 # ---------------------------------------------------------------------------------------------
 # Named mistakes, built on torch
 # ---------------------------------------------------------------------------------------------
-@single_threaded
-def _eps_outside_sqrt(x, gamma, beta, state, *, train=True, momentum=0.1, eps=1e-5):
+def _normalized_by(denominator: Callable, x, gamma, beta, state, train, momentum, eps):
+    """Batch norm with ``x_hat = (x - mean) / denominator(var, eps)``; state as torch's."""
     x_t = _t(x)
     if train:
-        out, cache = torch_batchnorm_forward(x, gamma, beta, state, train=True,
-                                             momentum=momentum, eps=eps)
+        _, cache = torch_batchnorm_forward(x, gamma, beta, state, train=True,
+                                           momentum=momentum, eps=eps)
         var, mean = torch.var_mean(x_t, dim=0, correction=0)
     else:
         _ensure_state(state, x_t.shape[1])
         mean, var, cache = _t(state["running_mean"]), _t(state["running_var"]), None
-    x_hat = (x_t - mean) / (torch.sqrt(var) + eps)
+    x_hat = (x_t - mean) / denominator(var, eps)
     return _np(_t(gamma) * x_hat + _t(beta)), cache
+
+
+@single_threaded
+def _eps_outside_sqrt(x, gamma, beta, state, *, train=True, momentum=0.1, eps=1e-5):
+    return _normalized_by(lambda var, eps: torch.sqrt(var) + eps, x, gamma, beta, state,
+                          train, momentum, eps)
 
 
 @single_threaded
@@ -279,14 +285,23 @@ def _eval_batch_statistics(x, gamma, beta, state, *, train=True, momentum=0.1, e
     if train:
         return torch_batchnorm_forward(x, gamma, beta, state, momentum=momentum, eps=eps)
     _ensure_state(state, np.shape(x)[1])
-    return torch_batchnorm_forward(x, gamma, beta, {}, train=True, eps=eps)[0], None
+    x_t = _t(x)
+    var, mean = torch.var_mean(x_t, dim=0, correction=0)  # also for a batch of one
+    return _np(_t(gamma) * (x_t - mean) * torch.rsqrt(var + eps) + _t(beta)), None
 
 
 @single_threaded
 def _ignores_train_flag(x, gamma, beta, state, *, train=True, momentum=0.1, eps=1e-5):
-    out, cache = torch_batchnorm_forward(x, gamma, beta, state, train=True, momentum=momentum,
-                                         eps=eps)
-    return out, (cache if train else None)
+    if train or np.shape(x)[0] > 1:
+        out, cache = torch_batchnorm_forward(x, gamma, beta, state, train=True,
+                                             momentum=momentum, eps=eps)
+        return out, (cache if train else None)
+    # a batch of one in evaluation mode (torch refuses it in training mode): the output is
+    # beta, the running mean moves towards x, the unbiased variance 0 / 0 is nan
+    out, _ = _eval_batch_statistics(x, gamma, beta, state, train=False, eps=eps)
+    state["running_mean"] = (1 - momentum) * state["running_mean"] + momentum * np.asarray(x)[0]
+    state["running_var"] = np.full(np.shape(x)[1], np.nan)
+    return out, None
 
 
 @single_threaded
@@ -298,11 +313,8 @@ def _running_not_stored(x, gamma, beta, state, *, train=True, momentum=0.1, eps=
 
 @single_threaded
 def _no_eps(x, gamma, beta, state, *, train=True, momentum=0.1, eps=1e-5):
-    out, cache = torch_batchnorm_forward(x, gamma, beta, state, train=train,
-                                         momentum=momentum, eps=0.0)
-    if cache is not None:
-        cache["eps"] = float(eps)
-    return out, cache
+    return _normalized_by(lambda var, eps: torch.sqrt(var), x, gamma, beta, state, train,
+                          momentum, eps)
 
 
 @single_threaded

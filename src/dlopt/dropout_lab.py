@@ -4,7 +4,8 @@ Every experiment takes the learner's ``dropout_forward`` (and ``dropout_backward
 network is trained) as arguments. The networks are small MLPs on the digits whose linear
 layers, ReLUs, loss and optimizer are torch's; only dropout is the learner's, wrapped by
 :func:`numpy_dropout` as a ``torch.autograd.Function`` whose forward calls ``dropout_forward``
-and whose backward calls ``dropout_backward`` on the cache the forward returned.
+and whose backward calls ``dropout_backward`` on the cache the forward returned. Training runs
+torch on one thread (:func:`dlopt.torch_threads.one_torch_thread`): the networks are tiny.
 
 The interface assumed throughout (lesson 07): ``out, cache = dropout_forward(x, p, *,
 train=True, rng=None)`` with ``p`` the drop probability and ``rng`` a NumPy Generator, and
@@ -13,8 +14,7 @@ train=True, rng=None)`` with ``p`` the drop probability and ``rng`` a NumPy Gene
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from dlopt.safe import function_name
+from dlopt.torch_threads import one_torch_thread
 from dlopt.vanishing import init_weight
 
 __all__ = [
@@ -204,21 +205,6 @@ def numpy_dropout(forward: Callable, backward: Callable, *, seed: int = 0) -> Ca
     return dropout
 
 
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Run torch on one thread (restored afterwards).
-
-    The networks here are tiny: on a shared 2-core machine, torch's thread pool costs more in
-    contention than it gains (ten times slower under load), so training uses one thread.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _init_mlp(sizes: Sequence[int], seed: int) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     params = []
@@ -329,7 +315,7 @@ def train_mlp(forward: Callable, backward: Callable, X_train, y_train, X_val, y_
                 curves[acc_key].append((logits.argmax(dim=1) == y).double().mean().item())
         curves["steps"].append(step)
 
-    with _one_torch_thread():
+    with one_torch_thread():
         measure(0)
         for step in range(1, steps + 1):
             if batch_size is None or batch_size >= len(Xt):
@@ -420,7 +406,7 @@ def ensemble_vs_eval(run: TrainingRun, X, y, *, n_samples: int = 300) -> Ensembl
     logit_sum = torch.zeros_like(eval_logits)
     columns: dict[str, list[float]] = {"acc": [], "single": [], "arith": [], "geo": [],
                                        "agree": []}
-    with _one_torch_thread():
+    with one_torch_thread():
         for k in range(1, n_samples + 1):
             logits = run.logits(X, train=True)
             probs = torch.softmax(logits, dim=1)
@@ -439,8 +425,8 @@ def ensemble_vs_eval(run: TrainingRun, X, y, *, n_samples: int = 300) -> Ensembl
 
 
 def ensemble_experiment(forward: Callable, backward: Callable, data, *, p: float = 0.5,
-                        architectures: dict | None = None, n_samples: int = 200,
-                        steps: int = 150, lr: float = 2e-3, batch_size: int = 128,
+                        architectures: dict | None = None, n_samples: int = 100,
+                        steps: int = 100, lr: float = 2e-3, batch_size: int = 128,
                         seed: int = 0) -> dict[str, EnsembleResult]:
     """Train one network per architecture with dropout ``p``, then compare ensembles with it.
 
@@ -558,7 +544,7 @@ class OverfittingSweep:
 
 def overfitting_sweep(forward: Callable, backward: Callable, data, ps: Sequence[float], *,
                       per_class: int = 30, label_noise: float = 0.2,
-                      hidden: Sequence[int] = (128, 128), steps: int = 200, lr: float = 2e-3,
+                      hidden: Sequence[int] = (128, 128), steps: int = 150, lr: float = 2e-3,
                       eval_every: int = 10, seed: int = 0) -> OverfittingSweep:
     """Train the same MLP on a small, partly mislabelled digits subset once per p.
 

@@ -63,6 +63,8 @@ def plot_ensemble_accuracy(ax, result: EnsembleResult) -> None:
                label=f"evaluation-mode network ({result.eval_accuracy:.3f})")
     single = float(np.mean(result.single_accuracy))
     ax.axhline(single, color="tab:gray", ls=":", label=f"one sub-network, mean ({single:.3f})")
+    values = np.concatenate([result.ensemble_accuracy, [result.eval_accuracy, single]])
+    ax.set_ylim(values.min() - 0.01, min(1.0, values.max() + 0.01))
     ax.set_xlabel("number of sub-networks k")
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"dropout p = {result.p:g}: sampled sub-networks")

@@ -26,6 +26,7 @@ import torch
 
 from dlopt.plotting import show_messages
 from dlopt.safe import attempt, function_name
+from dlopt.threads import single_threaded
 
 __all__ = [
     "ACTIVATIONS",
@@ -58,16 +59,18 @@ def torch_init_std(kind: str, fan_in: int, fan_out: int) -> float:
     the standard deviation is read off a draw of torch's initializer divided, entry by entry,
     by a standard-normal draw from the same seed (torch draws ``std * z``).
     """
-    weight = torch.empty(int(fan_out), int(fan_in), dtype=torch.float64)
-    if kind == "xavier":
-        torch.nn.init.xavier_normal_(weight, generator=torch.Generator().manual_seed(0))
-    elif kind == "he":
-        torch.nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="relu",
-                                      generator=torch.Generator().manual_seed(0))
-    else:
+    if kind not in ("xavier", "he"):
         raise ValueError(f"unknown init {kind!r}; choose 'xavier' or 'he'")
-    z = torch.empty_like(weight).normal_(0.0, 1.0, generator=torch.Generator().manual_seed(0))
-    return float(torch.median(weight / z))
+    with single_threaded():
+        weight = torch.empty(int(fan_out), int(fan_in), dtype=torch.float64)
+        if kind == "xavier":
+            torch.nn.init.xavier_normal_(weight, generator=torch.Generator().manual_seed(0))
+        else:
+            torch.nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="relu",
+                                          generator=torch.Generator().manual_seed(0))
+        z = torch.empty_like(weight).normal_(0.0, 1.0,
+                                             generator=torch.Generator().manual_seed(0))
+        return float(torch.median(weight / z))
 
 
 def torch_xavier_normal(fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
@@ -180,8 +183,9 @@ def activation_stds(init: Callable, activation: str = "tanh", *, depth: int = 15
         if W.shape != (width, width):
             raise ValueError(f"`{name}` returned shape {W.shape} for fan_in={width}, "
                              f"fan_out={width}; expected ({width}, {width})")
-        h = act(h @ torch.from_numpy(scale * W))
-        stds.append(float(h.std(correction=0)))
+        with single_threaded():  # small matrices: one thread is faster, and robust to load
+            h = act(h @ torch.from_numpy(scale * W))
+            stds.append(float(h.std(correction=0)))
     return ActivationTrace(np.array(stds), h.numpy())
 
 

@@ -301,7 +301,8 @@ def plot_histories(ax, histories: Mapping[str, History], *, x: str = "epochs",
     ax : matplotlib Axes
     histories : mapping of str to History
     x : {"epochs", "steps", "seconds"}
-        With "seconds", the time axis is ``steps * seconds_per_step[label]``.
+        With "seconds", the time axis is ``steps * seconds_per_step[label]``, from the first
+        evaluation after step 0 (for a log axis).
     seconds_per_step : mapping of str to float, optional
         Needed for ``x="seconds"``.
     floor : float
@@ -311,12 +312,13 @@ def plot_histories(ax, histories: Mapping[str, History], *, x: str = "epochs",
     if x not in ("epochs", "steps", "seconds"):
         raise ValueError(f"x must be 'epochs', 'steps' or 'seconds', got {x!r}")
     for (label, history), color in zip(histories.items(), list(colors) * 10, strict=False):
-        if x == "seconds":
-            horizontal = history.steps * seconds_per_step[label]
+        losses = np.maximum(history.losses - floor, 1e-16)
+        if x == "seconds":  # from the first step on: time 0 has no place on a log axis
+            horizontal = history.steps[1:] * seconds_per_step[label]
+            losses = losses[1:]
         else:
             horizontal = getattr(history, x)
-        ax.plot(horizontal, np.maximum(history.losses - floor, 1e-16), label=label,
-                color=color, lw=1.5)
+        ax.plot(horizontal, losses, label=label, color=color, lw=1.5)
     ax.set_yscale("log")
     ax.set_xlabel({"epochs": "epochs (passes over the data)", "steps": "update steps",
                    "seconds": "seconds of computation"}[x])

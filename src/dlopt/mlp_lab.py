@@ -27,6 +27,7 @@ from dlopt.backprop_oracles import MLP_KEYS
 from dlopt.gradcheck import relative_error
 from dlopt.plotting import show_messages
 from dlopt.safe import function_name
+from dlopt.threads import single_threaded
 from dlopt.vanishing import init_weight
 
 __all__ = [
@@ -65,8 +66,9 @@ def predict(params: dict, X: np.ndarray) -> np.ndarray:
     """Class indices ``argmax(relu(X @ W1 + b1) @ W2 + b2)``, computed by torch, shape (N,)."""
     p = {k: torch.as_tensor(np.asarray(params[k], dtype=np.float64)) for k in MLP_KEYS}
     X = torch.as_tensor(np.asarray(X, dtype=np.float64))
-    logits = torch.relu(X @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
-    return logits.argmax(dim=1).numpy()
+    with single_threaded():
+        logits = torch.relu(X @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+        return logits.argmax(dim=1).numpy()
 
 
 def accuracy(params: dict, X: np.ndarray, y: np.ndarray) -> float:
@@ -175,7 +177,8 @@ def train_mlp(loss_and_grads: Callable, data, *, hidden: int = 64, epochs: int =
             batch_losses.append(loss)
             for k, t in tensors.items():
                 t.grad = torch.from_numpy(grads[k])
-            optimizer.step()
+            with single_threaded():
+                optimizer.step()
         current = {k: t.detach().numpy().copy() for k, t in tensors.items()}
         losses.append(float(np.mean(batch_losses)))
         train_acc.append(accuracy(current, X_train, y_train))
