@@ -51,12 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest a whole notebook may run (default 300)")
     p.add_argument("--no-sandbox", action="store_true",
                    help="run student code with your own rights (trusted submissions only)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="grade on an existing Dask cluster (tcp://host:8786)")
+    p.add_argument("--force", action="store_true",
+                   help="regrade submissions that are unchanged since they were graded")
 
-    p = sub.add_parser("export", help="write the gradebook as CSV")
-    p.add_argument("--csv", required=True, type=Path, metavar="FILE")
+    p = sub.add_parser("export", help="write the gradebook as CSV (and for Gradescope, Canvas)")
+    p.add_argument("--csv", type=Path, metavar="FILE",
+                   help="student_id,lesson,score,max_score: one row per student and lesson")
+    p.add_argument("--gradescope", type=Path, metavar="DIR",
+                   help="Gradescope results.json files: DIR/STUDENT/LESSON/results.json")
+    p.add_argument("--canvas", type=Path, metavar="FILE",
+                   help="a CSV for Canvas's gradebook import")
 
     p = sub.add_parser("feedback", help="write one HTML page per student for LESSON")
     p.add_argument("lesson", metavar="LESSON")
+
+    p = sub.add_parser("lint", help="check the instructor notebooks in solutions/")
+    p.add_argument("lessons", nargs="*", metavar="LESSON")
+    p.add_argument("--static", action="store_true",
+                   help="only the checks that do not run the notebooks")
     return parser
 
 
@@ -74,19 +88,36 @@ def main(argv: list[str] | None = None, course: Course | None = None) -> int:
 
             results = grade(course, args.lesson, args.submissions, workers=args.workers,
                             cell_timeout=args.cell_timeout, budget=args.timeout,
-                            sandbox=not args.no_sandbox)
+                            sandbox=not args.no_sandbox, scheduler=args.scheduler,
+                            force=args.force)
             print(f"{len(results)} submission(s) of {args.lesson} graded")
         elif args.command == "export":
-            from autograder.export import export_csv
+            from autograder.export import export_canvas, export_csv, export_gradescope
 
-            rows = export_csv(course, args.csv)
-            print(f"wrote {rows} row(s) to {args.csv}")
+            if not (args.csv or args.gradescope or args.canvas):
+                raise UsageError("say where to export: --csv FILE, --gradescope DIR or "
+                                 "--canvas FILE")
+            if args.csv:
+                print(f"wrote {export_csv(course, args.csv)} row(s) to {args.csv}")
+            if args.gradescope:
+                count = export_gradescope(course, args.gradescope)
+                print(f"wrote {count} Gradescope result file(s) under {args.gradescope}")
+            if args.canvas:
+                print(f"wrote {export_canvas(course, args.canvas)} student(s) to {args.canvas}")
         elif args.command == "feedback":
             from autograder.feedback import write_feedback
 
             paths = write_feedback(course, args.lesson)
             print(f"wrote {len(paths)} feedback page(s) under "
                   f"{course.feedback.relative_to(course.root)}/")
+        elif args.command == "lint":
+            from autograder.lint import lint
+
+            problems = lint(course, args.lessons, run=not args.static)
+            for problem in problems:
+                print(problem)
+            print(f"{len(problems)} problem(s) in solutions/")
+            return 1 if problems else 0
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

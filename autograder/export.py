@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from pathlib import Path
 
@@ -29,3 +30,61 @@ def export_csv(course: Course, path: Path) -> int:
     tmp.write_text(buffer.getvalue(), encoding="utf-8")
     os.replace(tmp, path)
     return len(rows)
+
+
+def export_gradescope(course: Course, folder: Path) -> int:
+    """Gradescope autograder results (results.json spec), one file per student and lesson:
+    ``FOLDER/STUDENT/LESSON/results.json``. Every exercise is a test; hidden scenarios are
+    named in its output, never shown."""
+    from autograder.grading import load_results
+
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"'{folder}' is a file; give a folder for the Gradescope results")
+    count = 0
+    for lesson in course.lessons():
+        for result in load_results(course, lesson):
+            tests = []
+            for check in result.checks:
+                share = check.points / max(len(check.exercises), 1)
+                for exercise in check.exercises:
+                    tests.append({
+                        "name": f"{check.grade_id}: {exercise.function}",
+                        "score": share if exercise.passed else 0.0,
+                        "max_score": share,
+                        "status": "passed" if exercise.passed else "failed",
+                        "output": exercise.message,
+                        "visibility": "visible",
+                    })
+            data = {"score": result.score, "output": f"{lesson}: {result.score:g} / "
+                    f"{result.max_score:g}", "visibility": "visible",
+                    "stdout_visibility": "hidden", "tests": tests}
+            path = folder / result.student_id / lesson / "results.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+            os.replace(tmp, path)
+            count += 1
+    return count
+
+
+def export_canvas(course: Course, path: Path) -> int:
+    """A CSV that Canvas's gradebook import accepts: one row per student, one column per
+    graded lesson, a "Points Possible" row; students are matched by SIS Login ID."""
+    if path.is_dir():
+        raise UsageError(f"'{path}' is a folder; give a file name such as canvas.csv")
+    rows = scores_table(course)
+    lessons = sorted({lesson for _, lesson, _, _ in rows})
+    maxima = {lesson: max_score for _, lesson, _, max_score in rows}
+    students = sorted({student for student, *_ in rows})
+    scores = {(student, lesson): score for student, lesson, score, _ in rows}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", *lessons])
+    writer.writerow(["    Points Possible", "", "", "", "", *(f"{maxima[x]:g}" for x in lessons)])
+    for student in students:
+        writer.writerow([student, "", "", student, "",
+                         *(f"{scores.get((student, x), 0.0):g}" for x in lessons)])
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(buffer.getvalue(), encoding="utf-8")
+    os.replace(tmp, path)
+    return len(students)

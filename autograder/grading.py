@@ -9,6 +9,7 @@ writes the gradebook, one whole submission per transaction.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -30,6 +31,8 @@ from autograder.reference import Reference, build_reference
 from autograder.release import record_in_gradebook
 from autograder.runner import execute
 from autograder.suspicion import runtime_flags, scan_code
+from dlopt import check as dlopt_check
+from dlopt import codec as dlopt_codec
 from dlopt.check import EXPORT_ENV, ExerciseData, Outcome, judge
 from dlopt.probe import RESULT_MIME
 
@@ -68,6 +71,7 @@ class SubmissionResult:
     flags: list[str] = field(default_factory=list)  # what the instructor should look at
     cell_errors: list[dict] = field(default_factory=list)  # errors in the student's own cells
     notes: list[str] = field(default_factory=list)  # what the student should know about the run
+    fingerprint: str = ""  # hashes of the submission and of what graded it (skip if unchanged)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,44 +274,157 @@ def autograded_notebook(release: nbformat.NotebookNode, submission: nbformat.Not
     return nb
 
 
-def save_artifacts(course: Course, result: SubmissionResult, original: Path,
-                   release: nbformat.NotebookNode, submission: nbformat.NotebookNode) -> None:
+def results_path(course: Course, lesson: str, student_id: str) -> Path:
+    return course.autograded / student_id / lesson / "results.json"
+
+
+def record(course: Course, result: SubmissionResult, original: Path,
+           release: nbformat.NotebookNode, submission: nbformat.NotebookNode) -> None:
+    """Keep a graded submission: files in nbgrader's layout, then the gradebook, then
+    results.json last: it marks the submission done, so a batch killed at any point and run
+    again regrades what was not finished and nothing twice."""
     lesson, sid = result.lesson, result.student_id
     submitted = course.submitted / sid / lesson / f"{lesson}.ipynb"
     submitted.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(original, submitted)
-    graded_dir = course.autograded / sid / lesson
-    _atomic_write(graded_dir / f"{lesson}.ipynb",
+    _atomic_write(course.autograded / sid / lesson / f"{lesson}.ipynb",
                   nbformat.writes(autograded_notebook(release, submission, result)))
-    _atomic_write(graded_dir / "results.json", json.dumps(asdict(result), indent=1))
+    gradebook.record_submission(course, lesson, sid, {c.grade_id: c.score for c in result.checks},
+                                flagged=bool(result.flags))
+    _atomic_write(results_path(course, lesson, sid), json.dumps(asdict(result), indent=1))
+
+
+def _previous(course: Course, lesson: str, student_id: str, fingerprint: str):
+    path = results_path(course, lesson, student_id)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return _result_from_dict(data) if data.get("fingerprint") == fingerprint else None
+
+
+def _result_from_dict(data: dict) -> SubmissionResult:
+    data = dict(data)
+    data["checks"] = [CheckResult(**{**c, "exercises": [ExerciseResult(**e)
+                                                         for e in c["exercises"]]})
+                      for c in data["checks"]]
+    return SubmissionResult(**data)
 
 
 def load_results(course: Course, lesson: str) -> list[SubmissionResult]:
-    results = []
-    for path in sorted(course.autograded.glob(f"*/{lesson}/results.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data["checks"] = [CheckResult(**{**c, "exercises": [ExerciseResult(**e)
-                                                             for e in c["exercises"]]})
-                          for c in data["checks"]]
-        results.append(SubmissionResult(**data))
-    return results
+    return [_result_from_dict(json.loads(path.read_text(encoding="utf-8")))
+            for path in sorted(course.autograded.glob(f"*/{lesson}/results.json"))]
 
 
 # ---------------------------------------------------------------------------------------------
 # The batch
 # ---------------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    """Everything needed to grade one submission, anywhere (a thread here, or a Dask worker)."""
+
+    student_id: str
+    notebook: dict
+    reference: Reference
+    release: dict
+    cell_timeout: float
+    budget: float
+    sandbox: bool
+    hidden: list[str]  # paths the student's kernel must not see
+    fingerprint: str
+
+
+MAX_SLOTS = 64
+_slots: queue.Queue[int] = queue.Queue()  # sandbox uids in use in this process
+for _slot in range(MAX_SLOTS):
+    _slots.put(_slot)
+
+
+def run_job(job: Job) -> SubmissionResult:
+    """Grade one submission in a scratch folder of its own; the folder is removed after."""
+    scratch = Path(tempfile.mkdtemp(prefix="dlopt-grading-"))
+    slot = _slots.get()  # a uid no concurrent kernel of this process uses
+    try:
+        isolation = None
+        if job.sandbox:
+            if reason := sandboxing.available():
+                raise RuntimeError(f"cannot isolate student code on this machine: {reason}")
+            isolation = {"uid": sandboxing.BASE_UID + slot,
+                         "hide": sorted({*job.hidden, tempfile.gettempdir(), "/dev/shm"}),
+                         "keep": sandboxing.paths_to_keep(),
+                         "limits": asdict(sandboxing.Limits(cpu_seconds=int(job.budget) + 30))}
+        result, _ = grade_notebook(
+            job.reference, nbformat.from_dict(job.release), nbformat.from_dict(job.notebook),
+            job.student_id, scratch / "work", cell_timeout=job.cell_timeout, budget=job.budget,
+            sandbox=isolation)
+        result.fingerprint = job.fingerprint
+        return result
+    finally:
+        _slots.put(slot)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _sha256(*blobs: bytes) -> str:
+    digest = hashlib.sha256()
+    for blob in blobs:
+        digest.update(hashlib.sha256(blob).digest())
+    return digest.hexdigest()
+
+
+def grader_fingerprint(course: Course, lesson: str) -> str:
+    """Changes when the lesson, its checks or the grading code change."""
+    code = [p.read_bytes() for p in sorted((REPO_ROOT / "autograder").glob("*.py"))]
+    code += [Path(dlopt_check.__file__).read_bytes(), Path(dlopt_codec.__file__).read_bytes()]
+    return _sha256(course.source_notebook(lesson).read_bytes(),
+                   course.release_notebook(lesson).read_bytes(), *code)
+
+
+def _submit_all(jobs: list[Job], workers: int, scheduler: str | None):
+    """Yield (job, result or exception) as submissions finish, here or on a Dask cluster."""
+    if scheduler:
+        try:
+            from dask.distributed import Client
+            from dask.distributed import as_completed as dask_completed
+        except ImportError:  # pragma: no cover - dask is in requirements.txt
+            raise UsageError("--scheduler needs dask.distributed (pip install distributed)") \
+                from None
+        try:
+            client = Client(scheduler, timeout=30)
+        except OSError as exc:
+            raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        with client:
+            futures = {client.submit(run_job, job, pure=False, key=f"grade-{job.student_id}-"
+                                     f"{job.fingerprint[:12]}"): job for job in jobs}
+            for future in dask_completed(futures):
+                try:
+                    yield futures[future], future.result()
+                except Exception as exc:  # noqa: BLE001 - reported per submission
+                    yield futures[future], exc
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(run_job, job): job for job in jobs}
+        for future in as_completed(futures):
+            try:
+                yield futures[future], future.result()
+            except Exception as exc:  # noqa: BLE001 - reported per submission
+                yield futures[future], exc
+
+
 def grade(course: Course, lesson: str, submissions: Path, *, workers: int | None = None,
-          cell_timeout: float = 60, budget: float = 300, sandbox: bool = True, out=None,
+          cell_timeout: float = 60, budget: float = 300, sandbox: bool = True,
+          scheduler: str | None = None, force: bool = False, out=None,
           err=None) -> list[SubmissionResult]:
     """Grade every student folder in ``submissions`` for ``lesson``; return the results.
 
     With ``sandbox`` (the default) every student kernel runs in :mod:`autograder.sandbox`;
     grading refuses to start where the sandbox cannot run. ``sandbox=False`` runs student
-    code with the grader's own rights, for trusted submissions only.
+    code with the grader's own rights, for trusted submissions only. ``scheduler`` grades on
+    a Dask cluster; this process stays the only gradebook writer. A submission graded before,
+    unchanged, by the same lesson and grader, is not graded again unless ``force``.
     """
     out, err = out or sys.stdout, err or sys.stderr
     lesson = course.check_lesson(lesson)
-    if sandbox and (reason := sandboxing.available()):
+    if sandbox and not scheduler and (reason := sandboxing.available()):
         raise UsageError(f"cannot isolate student code here: {reason}. Grade on a Linux host "
                          f"as root, or pass --no-sandbox for trusted submissions only")
     if not sandbox:
@@ -321,61 +438,43 @@ def grade(course: Course, lesson: str, submissions: Path, *, workers: int | None
     release = nbformat.read(release_path, as_version=4)
     if not gradebook.has_lesson(course, lesson):
         record_in_gradebook(course, lesson)
-    reference = build_reference(course, lesson)
+    graders = grader_fingerprint(course, lesson)
 
-    jobs = []
+    results, pending = [], []
     for item in found:
         try:
             if item.problem:
                 raise SubmissionProblem(item.problem)
-            jobs.append((item, read_submission(item.notebook)))
+            nb = read_submission(item.notebook)
         except SubmissionProblem as exc:
             print(f"skipped {item.student_id}: {exc}", file=err)
             if STUDENT_ID.match(item.student_id):  # listed, so the export shows a 0
                 gradebook.add_student(course, item.student_id)
-
-    scratch_root = Path(tempfile.mkdtemp(prefix="dlopt-grading-"))
-    n_workers = max(1, workers or os.cpu_count() or 1)
-    slots: queue.Queue[int] = queue.Queue()  # one sandbox uid per worker slot
-    for slot in range(n_workers):
-        slots.put(slot)
-    hidden = sorted({str(course.root), str(REPO_ROOT), str(scratch_root), tempfile.gettempdir(),
-                     "/dev/shm", os.path.expanduser("~")})
-
-    def run_one(student_id: str, nb):
-        slot = slots.get()
-        try:
-            isolation = None
-            if sandbox:
-                isolation = {"uid": sandboxing.BASE_UID + slot, "hide": hidden,
-                             "keep": sandboxing.paths_to_keep(),
-                             "limits": asdict(sandboxing.Limits(cpu_seconds=int(budget) + 30))}
-            return grade_notebook(reference, release, nb, student_id, scratch_root / student_id,
-                                  cell_timeout=cell_timeout, budget=budget, sandbox=isolation)
-        finally:
-            slots.put(slot)
-
-    results = []
-    try:
-        with ThreadPoolExecutor(max_workers=n_workers) as pool:
-            futures = {pool.submit(run_one, item.student_id, nb): (item, nb)
-                       for item, nb in jobs}
-            for future in as_completed(futures):
-                item, nb = futures[future]
-                try:
-                    result, _ = future.result()
-                except Exception as exc:  # noqa: BLE001 - one submission never stops the batch
-                    print(f"skipped {item.student_id}: the grader failed on this submission "
-                          f"({type(exc).__name__}: {exc})", file=err)
-                    continue
-                save_artifacts(course, result, item.notebook, release, nb)
-                gradebook.record_submission(
-                    course, lesson, item.student_id,
-                    {c.grade_id: c.score for c in result.checks}, flagged=bool(result.flags))
-                flag = f"  [flagged: {'; '.join(result.flags)}]" if result.flags else ""
-                print(f"graded {item.student_id}: {result.score:g} / {result.max_score:g}"
-                      f"{flag}", file=out, flush=True)
-                results.append(result)
-    finally:
-        shutil.rmtree(scratch_root, ignore_errors=True)
+            continue
+        fingerprint = f"{_sha256(item.notebook.read_bytes())}:{graders}"
+        previous = None if force else _previous(course, lesson, item.student_id, fingerprint)
+        if previous is not None:
+            print(f"unchanged {item.student_id}: {previous.score:g} / {previous.max_score:g}",
+                  file=out)
+            results.append(previous)
+        else:
+            pending.append((item, nb, fingerprint))
+    if pending:
+        reference = build_reference(course, lesson)
+        hidden = sorted({str(course.root), str(REPO_ROOT), os.path.expanduser("~")})
+        jobs = {item.student_id: (item, nb) for item, nb, _ in pending}
+        batch = [Job(item.student_id, nb, reference, release, cell_timeout, budget, sandbox,
+                     hidden, fingerprint) for item, nb, fingerprint in pending]
+        n_workers = max(1, min(workers or os.cpu_count() or 1, MAX_SLOTS))
+        for job, outcome in _submit_all(batch, n_workers, scheduler):
+            item, nb = jobs[job.student_id]
+            if isinstance(outcome, Exception):
+                print(f"skipped {item.student_id}: the grader failed on this submission "
+                      f"({type(outcome).__name__}: {outcome})", file=err)
+                continue
+            record(course, outcome, item.notebook, release, nb)
+            flag = f"  [flagged: {'; '.join(outcome.flags)}]" if outcome.flags else ""
+            print(f"graded {item.student_id}: {outcome.score:g} / {outcome.max_score:g}{flag}",
+                  file=out, flush=True)
+            results.append(outcome)
     return sorted(results, key=lambda r: r.student_id)

@@ -28,6 +28,7 @@ Requirements on the host: Linux, root (or CAP_SYS_ADMIN), ``unshare`` from util-
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import resource
@@ -68,6 +69,7 @@ class Spec:
     limits: Limits = field(default_factory=Limits)
 
 
+@functools.lru_cache(maxsize=1)
 def available() -> str:
     """'' if the sandbox can run here, else the reason it cannot."""
     if sys.platform != "linux":

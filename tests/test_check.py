@@ -197,3 +197,13 @@ def test_a_mistake_that_changes_its_input_in_place_is_named():
 def test_oracles_work_under_no_grad():
     with torch.no_grad():
         np.testing.assert_allclose(torch_derivative(torch.tanh)(np.zeros(2)), [1.0, 1.0])
+
+
+def test_a_mistake_that_raises_never_names_a_learners_error():
+    exercise = Exercise("f", reference=lambda x: x.sum(axis=1),
+                        cases=[Case("a matrix", np.ones((2, 3)))],
+                        mistakes=[Mistake("one-hot formula", lambda x: x[np.arange(2), [5, 7]])])
+    with pytest.raises(CheckFailed) as failure:
+        exercise.check(lambda x: x.sum(axis=2))
+    assert "classic mistake" not in str(failure.value)
+    assert "raised AxisError" in str(failure.value)

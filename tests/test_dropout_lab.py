@@ -69,6 +69,7 @@ def test_statistics_input_has_no_zeros_and_is_fresh_each_time():
 
 def test_statistics_of_a_correct_layer_are_exact():
     stats = dropout_statistics(dropout_forward, 0.3, seed=1)
+    assert list(stats) == sorted(stats)
     assert stats["fraction of zeros"] == 0.3 and stats["mean of out / x"] == 1.0
     assert stats["scale of the nonzero entries"] == pytest.approx(1 / 0.7, rel=1e-9)
     assert stats["every nonzero entry has that scale"] and stats["x unchanged"]
@@ -124,10 +125,11 @@ def test_seeded_dropout_lays_out_out_and_cache():
     result = seeded_dropout(dropout_forward, x, 0.5, seed=4)
     keep = np.random.default_rng(4).random((2, 3)) >= 0.5
     np.testing.assert_array_equal(result["out"], x * keep / 0.5)
-    np.testing.assert_array_equal(result["mask"], keep)
-    assert result["mask is None"] is False and result["p in the cache"] == 0.5
+    np.testing.assert_array_equal(result["cache mask"], keep)
+    assert result["cache holds a mask"] is True and result["cache p"] == 0.5
+    assert list(result) == sorted(result)
     at_eval = seeded_dropout(dropout_forward, x, 0.5, train=False)
-    assert at_eval["mask is None"] is True and at_eval["mask"].shape == (0,)
+    assert at_eval["cache holds a mask"] is False and at_eval["cache mask"].shape == (0,)
 
     def no_cache(x, p, *, train=True, rng=None):
         return x, None

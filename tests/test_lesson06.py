@@ -127,6 +127,14 @@ def test_misconceptions_are_stated():
     assert "unbiased" in text and "weight of the new batch" in text
 
 
+def test_dlopt_modules_hold_no_answer():
+    """No lesson-06 function is defined in dlopt (experiments take the learner's functions)."""
+    for path in (ROOT / "src" / "dlopt").glob("*.py"):
+        text = path.read_text()
+        for name in GRADED:
+            assert not re.search(rf"^def {name}\(", text, re.M), f"{path.name} defines {name}"
+
+
 def test_the_gradient_check_helper_is_given_not_in_dlopt():
     import dlopt
 

@@ -405,8 +405,8 @@ def fingerprint(course) -> dict[str, str]:
     """Hashes of what no submission may change: solutions/, course/ and the configuration."""
     import hashlib
 
-    files = [p for root in (course.root, REPO_ROOT) for folder in ("solutions", "course")
-             for p in (root / folder).rglob("*") if p.is_file()]
+    files = [p for folder in ("solutions", "course") for p in (course.root / folder).rglob("*")
+             if p.is_file()]
     files += [REPO_ROOT / "nbgrader_config.py", REPO_ROOT / "autograder" / "nbgrader_config.py"]
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 

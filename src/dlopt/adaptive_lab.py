@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "NO_BIAS_CORRECTION_STEP",
     "AccumulatorRun",
     "BiasCorrection",
     "DecayComparison",
     "DigitsRun",
+    "NO_BIAS_CORRECTION_STEP",
     "Run",
     "accumulator_runs",
     "bias_correction_steps",

@@ -482,7 +482,13 @@ def _outcome_problem(actual: Outcome, expected: Outcome, rtol: float, atol: floa
 
 def _matches_mistake(actual: Outcome, wrong: Outcome, expected: Outcome, rtol: float,
                      atol: float) -> bool:
-    """The output is this mistake's: same values, and the same (non-)mutation of inputs."""
+    """The output is this mistake's: same values, and the same (non-)mutation of inputs.
+
+    A mistake that raised is never matched: an exception says nothing about which formula a
+    learner wrote (a missing keepdims and a wrong axis raise the same ValueError).
+    """
+    if wrong.raised:
+        return False
     differs = bool(_value_problem(wrong, expected, rtol, atol)) or bool(wrong.mutated)
     return (differs and not _value_problem(actual, wrong, rtol, atol)
             and bool(actual.mutated) == bool(wrong.mutated))

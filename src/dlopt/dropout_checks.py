@@ -103,6 +103,8 @@ def dropout_statistics(forward: Callable, p: float, *, train: bool = True,
     Returns
     -------
     dict
+        Keys in alphabetical order (stored notebooks sort them, so feedback reports the first
+        wrong one in that order).
         ``"fraction of zeros"``: the share of entries with ``out == 0``, reported as exactly
         ``p`` (training) or 0 (evaluation) when it is within 4 standard errors
         ``sqrt(p (1 - p) / n)`` of it;
@@ -148,12 +150,12 @@ def dropout_statistics(forward: Callable, p: float, *, train: bool = True,
     kept = ratio[~zero]
     scale = float(kept.mean()) if kept.size else None
     same = bool(kept.size == 0 or np.allclose(kept, kept[0], rtol=1e-9, atol=0.0))
-    return {
+    return {  # keys in alphabetical order: the order in which feedback reports them
+        "every nonzero entry has that scale": same,
         "fraction of zeros": _snap(fraction, expected_fraction, fraction_se),
         "mean of out / x": _snap(mean, expected_mean, mean_se),
-        "scale of the nonzero entries": None if scale is None else round(scale, 10),
-        "every nonzero entry has that scale": same,
         "out == x everywhere": bool(np.array_equal(out, before)),
+        "scale of the nonzero entries": None if scale is None else round(scale, 10),
         "x unchanged": bool(np.array_equal(x, before)),
     }
 
@@ -168,9 +170,10 @@ def seeded_dropout(forward: Callable, x: np.ndarray, p: float, *, train: bool = 
     Returns
     -------
     dict
-        ``"out"``: the output; ``"mask is None"``: whether the cache's first item is None (it
-        is at evaluation); ``"mask"``: that item as an array (an empty array when it is None);
-        ``"p in the cache"``: the cache's second item.
+        ``"cache holds a mask"``: False when the cache's first item is None (as it is at
+        evaluation); ``"cache mask"``: that item as an array (an empty array when it is None);
+        ``"cache p"``: the cache's second item; ``"out"``: the output. Keys in alphabetical
+        order, the order in which feedback reports them.
 
     Raises
     ------
@@ -185,8 +188,8 @@ def seeded_dropout(forward: Callable, x: np.ndarray, p: float, *, train: bool = 
                              f"expected a pair (mask, p)")
     mask, cached_p = cache
     return {
+        "cache holds a mask": mask is not None,
+        "cache mask": np.zeros(0, dtype=bool) if mask is None else np.asarray(mask),
+        "cache p": cached_p,
         "out": out,
-        "mask is None": mask is None,
-        "mask": np.zeros(0, dtype=bool) if mask is None else np.asarray(mask),
-        "p in the cache": cached_p,
     }

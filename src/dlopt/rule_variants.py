@@ -18,7 +18,11 @@ from collections.abc import Callable
 
 from dlopt.oracles import torch_update_rule
 
-__all__ = ["torch_defaults", "renamed_state", "torch_state_then"]
+__all__ = [
+    "renamed_state",
+    "torch_defaults",
+    "torch_state_then",
+]
 
 
 def torch_defaults(optimizer: str) -> dict:

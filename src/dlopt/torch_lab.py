@@ -282,11 +282,12 @@ def plot_training(ax_loss, ax_accuracy, runs: list[TrainingRun], *,
 # ---------------------------------------------------------------------------------------------
 def time_optimizer_steps(optimizers: Mapping[str, Callable], *, n_tensors: int = 100,
                          size: int = 1000, device: str = "cpu", repeat: int = 5,
-                         number: int = 5) -> dict[str, Timing]:
+                         number: int = 3, cpu_threads: int | None = 1) -> dict[str, Timing]:
     """Seconds per ``step()`` of each optimizer on ``n_tensors`` float32 tensors of ``size``.
 
-    Every optimizer gets the same parameters and the same fixed gradients; a few warm-up steps
-    create the state first. On a GPU, the clock waits for the device (``synchronize``).
+    Every optimizer gets the same parameters and the same fixed gradients; two warm-up steps
+    create the state first. On a GPU, the clock waits for the device (``synchronize``). On the
+    CPU, torch uses ``cpu_threads`` threads meanwhile (see :func:`train_digits`).
 
     Returns
     -------
@@ -298,10 +299,11 @@ def time_optimizer_steps(optimizers: Mapping[str, Callable], *, n_tensors: int =
     initial = [torch.randn(size, generator=g) for _ in range(n_tensors)]
     grads = [torch.randn(size, generator=g).to(device) for _ in range(n_tensors)]
     timings = {}
-    for label, cls in optimizers.items():
-        params = [w.clone().to(device).requires_grad_(True) for w in initial]
-        for w, dw in zip(params, grads, strict=True):
-            w.grad = dw
-        opt = cls(params, lr=1e-3)
-        timings[label] = measure(opt.step, repeat=repeat, warmup=2, number=number, sync=sync)
+    with _cpu_threads(cpu_threads):
+        for label, cls in optimizers.items():
+            params = [w.clone().to(device).requires_grad_(True) for w in initial]
+            for w, dw in zip(params, grads, strict=True):
+                w.grad = dw
+            opt = cls(params, lr=1e-3)
+            timings[label] = measure(opt.step, repeat=repeat, warmup=2, number=number, sync=sync)
     return timings
