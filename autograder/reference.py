@@ -58,7 +58,7 @@ def build_reference(course: Course, lesson: str, *, cell_timeout: float = 120,
     with_cell_ids(nb)
     with tempfile.TemporaryDirectory(prefix="reference-") as scratch:
         run = execute(nb, Path(scratch), cell_timeout=cell_timeout, budget=budget,
-                      env={EXPORT_ENV: "1", "MPLBACKEND": "Agg"})
+                      env={EXPORT_ENV: "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"})
     if run.status != "ok":
         raise UsageError(f"the instructor's notebook for {lesson} did not run: {run.detail}")
     checks = []

@@ -207,3 +207,11 @@ def test_a_mistake_that_raises_never_names_a_learners_error():
         exercise.check(lambda x: x.sum(axis=2))
     assert "classic mistake" not in str(failure.value)
     assert "raised AxisError" in str(failure.value)
+
+
+def test_comparing_an_array_with_none_or_a_string_does_not_crash():
+    from dlopt.check import compare
+
+    assert compare(np.zeros(3), None, 1e-5, 1e-8) == (
+        "returned an array of shape (3,), expected None")
+    assert "expected 'mask'" in compare(np.zeros(3), "mask", 1e-5, 1e-8)

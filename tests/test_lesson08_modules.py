@@ -178,11 +178,15 @@ def test_a_state_dict_round_trip_is_exact_for_torch(name):
 
 
 def test_run_optimizer_names_the_classic_errors():
-    with pytest.raises(torch_drivers.InPlaceUpdateError, match="torch.no_grad"):
-        torch_drivers.run_optimizer(V.updates_with_autograd_on(torch.optim.SGD), {"lr": 0.1})
-    with pytest.raises(torch_drivers.ClosureWithoutGradError, match="enable_grad"):
-        torch_drivers.run_optimizer(V.closure_under_no_grad(torch.optim.SGD), {"lr": 0.1},
-                                    closure=True)
+    in_place = torch_drivers.run_optimizer(V.updates_with_autograd_on(torch.optim.SGD),
+                                           {"lr": 0.1}, reload_at=3)
+    assert in_place == {"failure": torch_drivers.IN_PLACE_WITH_AUTOGRAD, "before_reload": None,
+                        "after_reload": None, "state": None, "state_before_first_step": None}
+    no_grad = torch_drivers.run_optimizer(V.closure_under_no_grad(torch.optim.SGD), {"lr": 0.1},
+                                          closure=True, defaults=["lr"])
+    assert no_grad["failure"] == torch_drivers.CLOSURE_WITHOUT_GRAD
+    assert no_grad["closure_losses"] is None and no_grad["defaults"] == {"lr": 0.001}
+    assert "in place" in in_place["failure"] and "autograd off" in no_grad["failure"]
     ignored = torch_drivers.run_optimizer(V.ignores_closure(torch.optim.SGD), {"lr": 0.1},
                                           closure=True, steps=3)
     assert np.isnan(ignored["closure_losses"]).all()

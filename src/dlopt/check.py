@@ -454,9 +454,18 @@ def compare(actual, expected, rtol: float, atol: float, where: str = "") -> str:
             if problem:
                 return problem
         return ""
-    if actual == expected and type(actual) is type(expected):
-        return ""
-    return f"{where}returned {actual!r}, expected {expected!r}"
+    if type(actual) is type(expected):
+        try:
+            if bool(actual == expected):
+                return ""
+        except (TypeError, ValueError):  # == gave an array, or refused
+            pass
+    return f"{where}returned {_short(actual)}, expected {_short(expected)}"
+
+
+def _short(value) -> str:
+    text = repr(value) if type(value) is not np.ndarray else f"an array of shape {value.shape}"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _value_problem(actual: Outcome, expected: Outcome, rtol: float, atol: float) -> str:

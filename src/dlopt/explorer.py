@@ -20,6 +20,7 @@ import contextlib
 import html
 import inspect
 import io
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -89,7 +90,7 @@ class Run:
     message: str | None = None
 
 
-_KEYWORDS: dict[Callable, frozenset | None] = {}
+_KEYWORDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # rule -> its keywords
 
 
 def accepted_keywords(rule: Callable) -> frozenset | None:

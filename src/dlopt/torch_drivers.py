@@ -24,11 +24,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from dlopt.safe import function_name
-
 __all__ = [
-    "ClosureWithoutGradError",
-    "InPlaceUpdateError",
+    "CLOSURE_WITHOUT_GRAD",
+    "IN_PLACE_WITH_AUTOGRAD",
     "run_batch_norm_function",
     "run_batch_norm_module",
     "run_dropout",
@@ -39,12 +37,13 @@ __all__ = [
 DTYPE = torch.float64
 
 
-class InPlaceUpdateError(RuntimeError):
-    """A step changed a parameter in place while autograd was recording."""
+#: What :func:`run_optimizer` reports under ``"failure"`` for the two classic ways a step fails.
+IN_PLACE_WITH_AUTOGRAD = "step() changed a parameter in place with autograd recording"
+CLOSURE_WITHOUT_GRAD = "step() called the closure with autograd off"
 
 
-class ClosureWithoutGradError(RuntimeError):
-    """A step called the closure with autograd switched off."""
+class _StepFailed(RuntimeError):
+    """A step failed in one of the two recognised ways (the message says which)."""
 
 
 def _one_cpu_thread(driver):
@@ -152,12 +151,13 @@ def run_batch_norm_module(module: type, num_features: int, *, seed: int = 0,
     Returns
     -------
     dict
-        ``"train_output"``, ``"train_dx"``: (train_batches, N, D); ``"train_dweight"``,
-        ``"train_dbias"``, ``"running_mean"``, ``"running_var"``: (train_batches, D), after each
-        batch; ``"eval_output"``, ``"eval_dx"``: (N, D); ``"running_after_eval"``: (2, D), the
-        running mean and variance after the evaluation batch; ``"registered"``: whether
-        ``weight``/``bias`` are parameters and ``running_mean``/``running_var`` buffers;
-        ``"initial_running"``: (2, D), the running statistics before any batch.
+        ``"registered"``: whether ``weight``/``bias`` are parameters and
+        ``running_mean``/``running_var`` buffers; ``"initial_running"``: (2, D), the running
+        statistics before any batch; ``"train_output"``, ``"train_dx"``: (train_batches, N, D);
+        ``"train_dweight"``, ``"train_dbias"``, ``"running_mean"``, ``"running_var"``:
+        (train_batches, D), after each batch; ``"eval_output"``, ``"eval_dx"``: (N, D);
+        ``"running_after_eval"``: (2, D), the running mean and variance after the evaluation
+        batch.
     """
     g = torch.Generator().manual_seed(seed)
 
@@ -200,10 +200,10 @@ def run_batch_norm_module(module: type, num_features: int, *, seed: int = 0,
         m.eval()
         y_eval, dx_eval = one_pass()
         m.train()
-    out = {key: np.stack(values) for key, values in record.items()}
+    out = {"registered": registered, "initial_running": initial}
+    out.update({key: np.stack(values) for key, values in record.items()})
     out.update({"eval_output": _np(y_eval), "eval_dx": _np(dx_eval),
-                "running_after_eval": np.stack([_np(m.running_mean), _np(m.running_var)]),
-                "registered": registered, "initial_running": initial})
+                "running_after_eval": np.stack([_np(m.running_mean), _np(m.running_var)])})
     return out
 
 
@@ -351,14 +351,13 @@ def _counting_foreach(counter: list):
 
 
 def _step(opt, closure=None):
-    name = function_name(type(opt))
     try:
         return opt.step() if closure is None else opt.step(closure)
+    except _StepFailed:
+        raise
     except RuntimeError as exc:
         if "leaf Variable that requires grad" in str(exc):
-            raise InPlaceUpdateError(
-                f"{name}.step changed a parameter in place while autograd was recording "
-                f"({exc}); decorate step with @torch.no_grad(), as torch.optim does") from None
+            raise _StepFailed(IN_PLACE_WITH_AUTOGRAD) from None
         raise
 
 
@@ -412,6 +411,8 @@ def run_optimizer(optimizer: Callable, hyperparameters: dict | None = None, *, s
     Returns
     -------
     dict
+        ``"failure"``: ``""``, or :data:`IN_PLACE_WITH_AUTOGRAD` or :data:`CLOSURE_WITHOUT_GRAD`
+        when a step failed in one of those two ways (the training results are then None).
         With ``steps > 0``: ``"params"`` of shape (steps + 1, P) (all parameters flattened
         and concatenated, before the first step and after each one), or ``"before_reload"``
         and ``"after_reload"`` (rows up to and after ``reload_at``); ``"state"``: the final
@@ -421,22 +422,22 @@ def run_optimizer(optimizer: Callable, hyperparameters: dict | None = None, *, s
         with ``closure`` (nan where step returned None); ``"uses_torch_foreach"`` with
         ``count_foreach``. ``"defaults"`` and ``"rejects"`` (exception names, or
         ``"accepted"``) when asked for.
-
-    Raises
-    ------
-    InPlaceUpdateError
-        If a step changes a parameter in place with autograd recording.
-    ClosureWithoutGradError
-        If a step calls the closure with autograd off.
     """
     hyperparameters = dict(hyperparameters or {})
-    out: dict = {}
+    out: dict = {"failure": ""}
     counter = [0]
     context = _counting_foreach(counter) if count_foreach else contextlib.nullcontext()
     with torch.enable_grad(), context:
         if steps:
-            out.update(_train(optimizer, hyperparameters, seed, steps, group_overrides,
-                              reload_at, handoff, twin, closure, device))
+            try:
+                out.update(_train(optimizer, hyperparameters, seed, steps, group_overrides,
+                                  reload_at, handoff, twin, closure, device))
+            except _StepFailed as exc:
+                out["failure"] = str(exc)
+                keys = ((["params"] if reload_at is None else ["before_reload", "after_reload"])
+                        + (["closure_losses"] if closure else [])
+                        + ["state", "state_before_first_step"])
+                out.update(dict.fromkeys(keys))
     if count_foreach:
         out["uses_torch_foreach"] = counter[0] > 0
     if defaults:
@@ -476,9 +477,7 @@ def _train(optimizer, hyperparameters, seed, steps, group_overrides, reload_at, 
 
     def closure_fn():
         if not torch.is_grad_enabled():
-            raise ClosureWithoutGradError(
-                f"{function_name(type(opt))}.step called the closure with autograd off, so "
-                f"its loss.backward() cannot work; call it inside `with torch.enable_grad():`")
+            raise _StepFailed(CLOSURE_WITHOUT_GRAD)
         opt.zero_grad()
         loss = problem.loss(params)
         loss.backward()
