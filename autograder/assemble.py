@@ -74,11 +74,15 @@ def student_cells(instructor: nbformat.NotebookNode, submission: nbformat.Notebo
     ours = {nbgrader_meta(c).get("grade_id"): (i, c) for i, c in enumerate(instructor.cells)
             if nbgrader_meta(c).get("grade_id")}
     answers = {gid for gid, (_, c) in ours.items() if is_answer_cell(c)}
+    # A cell whose metadata was lost (some editors drop it) is still the instructor's cell when
+    # its text is: recognise it by content, so it is neither run as student code nor flagged.
+    by_text = {c.source.strip(): gid for gid, (_, c) in ours.items()
+               if gid not in answers and c.source.strip()}
     placed: list[tuple[int, str, str, str | None]] = []  # (instructor index, source, origin, id)
     seen: set[str] = set()
     last_index = -1
     for cell in submission.cells:
-        gid = nbgrader_meta(cell).get("grade_id")
+        gid = nbgrader_meta(cell).get("grade_id") or by_text.get(cell.get("source", "").strip())
         if gid in answers:
             last_index = ours[gid][0]
             if cell.cell_type == "code":

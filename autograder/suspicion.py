@@ -21,11 +21,16 @@ PATTERNS = [
      "sends signals, ignores them or exits the kernel"),
     (r"\bsubprocess\b|\bos\.system\b|\bos\.fork\b|\bPopen\b|\bsocket\b|\burllib\b|"
      r"\brequests\b|\bctypes\b", "starts processes, uses the network or native code"),
-    (r"def __eq__|def __ne__|\(\s*(np\.)?ndarray\s*\)", "defines its own comparisons or arrays"),
+    (r"\b__(eq|ne|array|array_ufunc|bool)__\b|\(\s*(np\.|numpy\.)?ndarray\s*\)",
+     "defines its own comparisons or arrays"),
     (r"os\.environ|/proc/|/etc/|expanduser|Path\.home", "reads the environment or system files"),
+    (r"""['"]/(tmp|work|home|root|var|srv|mnt|opt|dev)\b""", "reaches for absolute paths"),
+    (r"\bpickle\b|results\.json|\.log['\"]|\bsqlite3\b",
+     "writes pickles, result or log files, or opens databases"),
 ]
 SUSPICIOUS_ERRORS = {"PermissionError", "MemoryError", "BlockingIOError", "CellTimeout",
-                     "ConnectionError", "URLError", "OSError"}
+                     "ConnectionError", "URLError", "OSError",
+                     "KeyboardInterrupt"}  # only the grader interrupts: a cell ran too long
 
 
 def scan_code(sources: list[str]) -> list[str]:

@@ -20,7 +20,7 @@ from dlopt.bn_oracles import (
     torch_batchnorm_cache,
     torch_batchnorm_forward,
 )
-from dlopt.bn_torch import numpy_batchnorm, one_thread, single_threaded
+from dlopt.bn_torch import numpy_batchnorm
 from dlopt.data import DigitsSplit
 
 FORWARD, BACKWARD = torch_batchnorm_forward, torch_batchnorm_backward
@@ -137,12 +137,7 @@ def test_unknown_mistakes_are_refused():
         backward_mistake("nope")
 
 
-def test_one_thread_restores_the_setting():
-    threads = torch.get_num_threads()
-    with one_thread():
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == threads
-    assert single_threaded(torch.get_num_threads)() == 1
+def test_oracles_keep_their_names_under_the_thread_decorator():
     assert bn_oracles.torch_batchnorm_cache.__name__ == "torch_batchnorm_cache"
 
 

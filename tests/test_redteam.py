@@ -394,7 +394,7 @@ def first_run(graded):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(["grade", LESSON, "--submissions", str(subs), "--workers", "2",
-                     "--cell-timeout", "15", "--timeout", "60"], course)
+                     "--cell-timeout", "12", "--timeout", "45"], course)
     del os.environ["DLOPT_REDTEAM_SECRET"]
     results = {r.student_id: r for r in load_results(course, LESSON)}
     assert fingerprint(course) == protected, "a submission changed the course or repository"
@@ -548,8 +548,9 @@ def test_no_secret_reaches_a_student_and_no_path_is_in_reach(first_run):
 def test_resource_abuse_is_stopped_where_it_happens(first_run):
     results = first_run[3]
     errors = {s: {e["ename"] for e in results[s].cell_errors} for s in results}
-    assert "CellTimeout" in errors["abuse_infinite_loop"]
-    assert "CellTimeout" in errors["abuse_long_sleep"]
+    interrupted = {"CellTimeout", "KeyboardInterrupt"}  # the grader stopped the cell
+    assert interrupted & errors["abuse_infinite_loop"]
+    assert interrupted & errors["abuse_long_sleep"]
     assert "MemoryError" in errors["abuse_memory_bomb"]
     assert errors["abuse_process_bomb"] & {"OSError", "BlockingIOError"}
     assert errors["abuse_disk_fill"] & {"OSError"}

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dlopt.threads import single_threaded
+
 __all__ = [
     "AccumulatorRun",
     "BiasCorrection",
@@ -468,9 +470,7 @@ def train_digits(rule: Callable, lrs: Sequence[float], digits, *, hidden: int = 
 
     states: list[dict] = [{} for _ in params]
     losses = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: threads only add overhead (a lot, on a busy CPU)
-    try:
+    with single_threaded():  # tiny matrices: threads only add overhead (a lot, on a busy CPU)
         for lr in lrs:
             params = _digits_step(rule, params, states, lr, X, y, batch_size, generator,
                                   logits, losses, hyperparameters)
@@ -478,8 +478,6 @@ def train_digits(rule: Callable, lrs: Sequence[float], digits, *, hidden: int = 
             tensors = [torch.from_numpy(p) for p in params]
             train_loss = float(F.cross_entropy(logits(tensors, X), y))
             accuracy = float((logits(tensors, X_test).argmax(1) == y_test).double().mean())
-    finally:
-        torch.set_num_threads(threads)
     return DigitsRun(np.array(losses), lrs, train_loss, accuracy)
 
 

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlopt.bn_torch import numpy_batchnorm, one_thread
+from dlopt.bn_torch import numpy_batchnorm
+from dlopt.threads import single_threaded
 
 __all__ = [
     "ActivationRecord",
@@ -144,7 +145,7 @@ def _train(forward, backward, data, configs, *, batch_norm, hidden, steps, batch
                             generator=torch.Generator().manual_seed(seed + 1))
     losses = np.empty((steps, len(configs)))
     records = []
-    with one_thread():
+    with single_threaded():
         for step, idx in enumerate(batches):
             record = [] if record_every and step % record_every == 0 else None
             logits = model.forward(X_train[idx], record=record)

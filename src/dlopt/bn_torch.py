@@ -9,46 +9,14 @@ train networks this way, so they only work with the learner's functions.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from dlopt.safe import function_name
 
-__all__ = ["numpy_batchnorm", "one_thread", "single_threaded"]
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Set torch's intra-op threads to 1 inside the ``with`` block, then restore them.
-
-    Torch splits even tiny operations (a batch norm of 8 x 3 numbers) across its threads; on
-    a busy machine a thread waiting for a core makes one call take milliseconds instead of
-    microseconds. Lesson 06's checks and experiments work on small arrays and run inside this.
-    """
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def single_threaded(fn: Callable) -> Callable:
-    """Decorator: run ``fn`` inside :func:`one_thread` (name and docstring kept)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with one_thread():
-            return fn(*args, **kwargs)
-
-    return wrapper
+__all__ = ["numpy_batchnorm"]
 
 
 def _tensor(value, shape, like: torch.Tensor, fn: Callable, what: str) -> torch.Tensor:

@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from dlopt.safe import function_name
-from dlopt.torch_threads import one_torch_thread
+from dlopt.threads import single_threaded
 
 __all__ = ["N_STATISTICS", "SIGMAS", "UnusableOutput", "dropout_statistics", "seeded_dropout",
            "statistics_input"]
@@ -127,7 +127,7 @@ def dropout_statistics(forward: Callable, p: float, *, train: bool = True,
     name = function_name(forward)
     x = statistics_input(n, seed)
     before = x.copy()
-    with one_torch_thread():  # the reference is torch's dropout: no threads for 10^5 entries
+    with single_threaded():  # the reference is torch's dropout: no threads for 10^5 entries
         result = forward(x, p, train=train, rng=np.random.default_rng(seed + 1))
     out, _cache = _unpack(result, before, name)
     out = np.asarray(out, dtype=np.float64)

@@ -5,7 +5,7 @@ network is trained) as arguments. The networks are small MLPs on the digits whos
 layers, ReLUs, loss and optimizer are torch's; only dropout is the learner's, wrapped by
 :func:`numpy_dropout` as a ``torch.autograd.Function`` whose forward calls ``dropout_forward``
 and whose backward calls ``dropout_backward`` on the cache the forward returned. Training runs
-torch on one thread (:func:`dlopt.torch_threads.one_torch_thread`): the networks are tiny.
+torch on one thread (:func:`dlopt.threads.single_threaded`): the networks are tiny.
 
 The interface assumed throughout (lesson 07): ``out, cache = dropout_forward(x, p, *,
 train=True, rng=None)`` with ``p`` the drop probability and ``rng`` a NumPy Generator, and
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from dlopt.safe import function_name
-from dlopt.torch_threads import one_torch_thread
+from dlopt.threads import single_threaded
 from dlopt.vanishing import init_weight
 
 __all__ = [
@@ -315,7 +315,7 @@ def train_mlp(forward: Callable, backward: Callable, X_train, y_train, X_val, y_
                 curves[acc_key].append((logits.argmax(dim=1) == y).double().mean().item())
         curves["steps"].append(step)
 
-    with one_torch_thread():
+    with single_threaded():
         measure(0)
         for step in range(1, steps + 1):
             if batch_size is None or batch_size >= len(Xt):
@@ -406,7 +406,7 @@ def ensemble_vs_eval(run: TrainingRun, X, y, *, n_samples: int = 300) -> Ensembl
     logit_sum = torch.zeros_like(eval_logits)
     columns: dict[str, list[float]] = {"acc": [], "single": [], "arith": [], "geo": [],
                                        "agree": []}
-    with one_torch_thread():
+    with single_threaded():
         for k in range(1, n_samples + 1):
             logits = run.logits(X, train=True)
             probs = torch.softmax(logits, dim=1)

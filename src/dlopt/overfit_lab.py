@@ -17,8 +17,7 @@ penalty and a lambda to the curves and to the histogram of the first layer's wei
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import ipywidgets as W
@@ -30,6 +29,7 @@ from dlopt import plotting
 from dlopt.data import load_digits_split
 from dlopt.figure_widget import FigureWidget
 from dlopt.safe import attempt, function_name
+from dlopt.threads import single_threaded
 from dlopt.vanishing import init_weight
 
 __all__ = [
@@ -146,18 +146,6 @@ def _updater(step: Callable, penalty: str, lr: float) -> Callable:
     return update
 
 
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Run torch on one thread, then restore the setting: for these small matrices, threads
-    cost more than they save, and on a busy 2-core machine they slow training tenfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def train(step: Callable, data: OverfitData, *, penalty: str = "L2", lam: float = 0.0,
           hidden: int = 64, lr: float = 0.5, epochs: int = 300, seed: int = 0) -> TrainingRun:
     """Full-batch training of a 64 -> hidden -> 10 ReLU network with the learner's update.
@@ -188,7 +176,7 @@ def train(step: Callable, data: OverfitData, *, penalty: str = "L2", lam: float 
     -----
     Torch runs on one thread during the call (the previous setting is restored afterwards).
     """
-    with _one_torch_thread():
+    with single_threaded():
         return _train(step, data, penalty=penalty, lam=lam, hidden=hidden, lr=lr,
                       epochs=epochs, seed=seed)
 

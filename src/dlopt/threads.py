@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
-
 __all__ = ["single_threaded"]
 
 
@@ -21,8 +19,11 @@ __all__ = ["single_threaded"]
 def single_threaded() -> Iterator[None]:
     """Context manager: ``torch.set_num_threads(1)`` inside, the previous count restored after.
 
+    Also a decorator: ``@single_threaded()``.
+
     Examples
     --------
+    >>> import torch
     >>> before = torch.get_num_threads()
     >>> with single_threaded():
     ...     torch.get_num_threads()
@@ -30,6 +31,8 @@ def single_threaded() -> Iterator[None]:
     >>> torch.get_num_threads() == before
     True
     """
+    import torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
