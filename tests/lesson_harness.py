@@ -32,7 +32,7 @@ MISTAKE_PREFIX = "This matches a classic mistake: "
 REPO_URL = "dlopt-course/deep-learning-optimization"
 
 
-# --- reading a lesson ------------------------------------------------------------------------------
+# --- reading a lesson ----------------------------------------------------------------------------
 def notebook_path(lesson: str) -> Path:
     return SOLUTIONS / lesson / f"{lesson}.ipynb"
 
@@ -79,14 +79,23 @@ def graded_functions(lesson: str) -> list[str]:
     return list(dict.fromkeys(function for _, function in check_calls(lesson)))
 
 
+def graded_functions_test(lesson: str, expected: list[str]):
+    """A test that the lesson's check cells check exactly ``expected``, in this order."""
+
+    def test_graded_functions_are_the_expected_ones():
+        assert graded_functions(lesson) == expected
+
+    return test_graded_functions_are_the_expected_ones
+
+
 def graded_lessons() -> list[str]:
     """Every lesson in solutions/ whose notebook has a graded check cell."""
     return sorted(p.parent.name for p in SOLUTIONS.glob("*/*.ipynb")
                   if p.stem == p.parent.name and check_calls(p.stem))
 
 
-# --- running the solved notebook in this process -----------------------------------------------
-@functools.lru_cache(maxsize=None)
+# --- running the solved notebook in this process -------------------------------------------------
+@functools.cache
 def run_cells(lesson: str) -> dict:
     """The namespace of the notebook's code cells, experiments excluded, run here in order.
 
@@ -126,7 +135,7 @@ def exercises(request) -> dict[str, Exercise]:
     return exercises_by_function(request.module.LESSON)
 
 
-# --- checking -------------------------------------------------------------------------------------
+# --- checking ------------------------------------------------------------------------------------
 def public_only(exercise: Exercise) -> Exercise:
     """The exercise with its public scenarios alone, as a learner's notebook shows it."""
     public = copy.copy(exercise)
@@ -141,19 +150,25 @@ def check_quietly(exercise: Exercise, fn) -> None:
         exercise.check(fn)
 
 
-def failure(exercise: Exercise, fn) -> str:
-    """The message of the CheckFailed that ``fn`` gets (the check must fail)."""
+def failure(exercise: Exercise, fn, *, quiet: bool = True) -> str:
+    """The message of the CheckFailed that ``fn`` gets (the check must fail).
+
+    ``quiet``: numpy's warnings are ignored, as a notebook prints them; else they raise.
+    """
     with pytest.raises(CheckFailed) as failed:
-        check_quietly(exercise, fn)
+        if quiet:
+            check_quietly(exercise, fn)
+        else:
+            exercise.check(fn)
     return str(failed.value)
 
 
-def public_failure(exercise: Exercise, fn) -> str:
+def public_failure(exercise: Exercise, fn, *, quiet: bool = True) -> str:
     """The message ``fn`` gets from the public scenarios alone (the check must fail)."""
-    return failure(public_only(exercise), fn)
+    return failure(public_only(exercise), fn, quiet=quiet)
 
 
-# --- the student copy -------------------------------------------------------------------------------
+# --- the student copy ----------------------------------------------------------------------------
 def student_copy(lesson: str) -> nbformat.NotebookNode:
     """The notebook with solutions and hidden tests cleared by nbgrader's own preprocessors."""
     from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
@@ -173,6 +188,7 @@ class StudentRun:
     values: dict[str, object] = field(default_factory=dict)  # a cell's last expression
 
 
+@functools.cache
 def run_student_copy(lesson: str, *, experiments: bool = False,
                      quiet_warnings: bool = False) -> StudentRun:
     """Run the student copy's code cells here in one namespace, as a kernel would.
@@ -181,6 +197,7 @@ def run_student_copy(lesson: str, *, experiments: bool = False,
     exception fails the test. A cell ending in an expression has its value in ``values``, as a
     notebook's ``Out``. Experiments run only if asked (with matplotlib's Agg backend).
     ``quiet_warnings``: warnings are ignored, as a notebook prints them instead of raising.
+    Cached (treat as read-only): its namespace holds the learner's stubs, to check them with.
     """
     if experiments:
         import matplotlib
@@ -215,7 +232,7 @@ def _run_like_a_kernel(source: str, name: str, namespace: dict):
     return None
 
 
-# --- executing a notebook in a kernel --------------------------------------------------------------
+# --- executing a notebook in a kernel ------------------------------------------------------------
 def execute(nb, allow_errors: bool = False) -> float:
     """Execute ``nb`` in place in a fresh python3 kernel; return the seconds it took."""
     import nbclient
@@ -228,14 +245,14 @@ def execute(nb, allow_errors: bool = False) -> float:
     return time.perf_counter() - start
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def executed_solution(lesson: str) -> tuple[nbformat.NotebookNode, float]:
     """The solved notebook executed in a kernel, and its seconds (cached: treat as read-only)."""
     nb = read(lesson)
     return nb, execute(nb)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def executed_student_copy(lesson: str) -> nbformat.NotebookNode:
     """The student copy executed in a kernel, errors kept in the outputs (cached)."""
     nb = student_copy(lesson)

@@ -1,24 +1,22 @@
-"""Lesson 02 (losses, backprop, initialization): the notebook's structure, checks and student copy.
+"""Lesson 02 (losses, backprop, initialization): what this lesson alone states and computes.
 
-Fast tests run the notebook's code cells in this process (experiments excluded): every check
-passes with the instructor's solution, every classic mistake listed in a check is caught and
-named from the public scenarios alone, and the solutions agree with torch on random inputs
-beyond the scenarios. Slow tests execute the solved and the student notebook in a kernel.
+The contract every lesson keeps (structure, checks, student copy, notebook runs) is tested in
+test_lesson_contract.py. Here: the graded functions and their drivers are the expected ones, the
+misconceptions are stated, the solutions agree with torch on random inputs beyond the scenarios,
+the MLP trains on the digits, and the executed notebook shows its lesson-specific outputs.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-import time
-import warnings
-from pathlib import Path
 
-import nbformat
+import lesson_harness as harness
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from lesson_harness import MISTAKE_PREFIX
 
 from dlopt import mlp_lab
 from dlopt.backprop_oracles import (
@@ -28,38 +26,21 @@ from dlopt.backprop_oracles import (
     torch_loss_grad,
     torch_mlp_loss_and_grads,
 )
-from dlopt.check import CheckFailed, Exercise
+from dlopt.check import Exercise
 from dlopt.data import load_digits_split
 
-ROOT = Path(__file__).resolve().parents[1]
 LESSON = "02_losses_backprop"
-NOTEBOOK = ROOT / "solutions" / LESSON / f"{LESSON}.ipynb"
 GRADED = [
     "mse_loss", "mse_loss_grad", "bce_with_logits", "cross_entropy", "cross_entropy_grad",
     "linear_forward", "linear_backward", "mlp_loss_and_grads", "xavier_normal", "he_normal",
 ]
-MISTAKE_PREFIX = "This matches a classic mistake: "
-
-
-def _read():
-    return nbformat.read(NOTEBOOK, as_version=4)
-
-
-def _nbgrader(cell) -> dict:
-    return cell.metadata["nbgrader"]
-
-
-def _is_experiment(cell) -> bool:
-    return "experiment" in cell.metadata.get("tags", [])
-
-
-def _run_cells(nb) -> dict:
-    """Execute the notebook's code cells, experiments excluded, in one namespace."""
-    namespace: dict = {}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and not _is_experiment(cell):
-            exec(compile(cell.source, f"<cell {_nbgrader(cell)['grade_id']}>", "exec"), namespace)
-    return namespace
+EXERCISES = [
+    "mse_loss", "mse_loss_grad", "bce_with_logits", "cross_entropy", "cross_entropy_grad",
+    "linear_forward", "linear_backward", "mlp_loss_and_grads",
+    "xavier_normal via draw_with_seed", "xavier_normal via sample_std",
+    "he_normal via draw_with_seed", "he_normal via sample_std",
+]
+solved = harness.solved  # a fixture: the solved notebook's namespace, for LESSON
 
 
 def _label(exercise: Exercise) -> str:
@@ -68,84 +49,20 @@ def _label(exercise: Exercise) -> str:
 
 
 @pytest.fixture(scope="module")
-def solved() -> dict:
-    return _run_cells(_read())
+def exercises() -> dict[str, Exercise]:
+    return {_label(e): e for e in harness.exercises_by_variable(LESSON).values()}
 
 
-@pytest.fixture(scope="module")
-def exercises(solved) -> dict[str, Exercise]:
-    return {_label(obj): obj for obj in solved.values() if isinstance(obj, Exercise)}
+# --- what this lesson states --------------------------------------------------------------------
+test_graded_functions_are_the_expected_ones = harness.graded_functions_test(LESSON, GRADED)
 
 
-EXERCISES = [
-    "mse_loss", "mse_loss_grad", "bce_with_logits", "cross_entropy", "cross_entropy_grad",
-    "linear_forward", "linear_backward", "mlp_loss_and_grads",
-    "xavier_normal via draw_with_seed", "xavier_normal via sample_std",
-    "he_normal via draw_with_seed", "he_normal via sample_std",
-]
-
-
-def _public_only(exercise: Exercise) -> Exercise:
-    public = copy.copy(exercise)
-    public.hidden_cases = []
-    return public
-
-
-# --- structure ---------------------------------------------------------------------------------
-def test_cells_carry_nbgrader_metadata_and_no_outputs():
-    nb = _read()
-    assert nb.metadata["kernelspec"]["name"] == "python3"
-    ids = [_nbgrader(c)["grade_id"] for c in nb.cells]
-    assert len(ids) == len(set(ids)), "grade_ids must be unique"
-    for cell in nb.cells:
-        meta = _nbgrader(cell)
-        assert meta["schema_version"] == 3 and meta["task"] is False
-        assert meta["locked"] is (not meta["solution"])
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, meta["grade_id"]
-        if meta["solution"]:
-            begins = cell.source.count("### BEGIN SOLUTION")
-            assert begins == cell.source.count("### END SOLUTION") >= 1
-            assert not meta["grade"]
-        if meta["grade"]:
-            assert meta["points"] in (1, 2) and not _is_experiment(cell)
-            assert "### BEGIN HIDDEN TESTS" in cell.source and ".check(" in cell.source
-            assert cell.source.startswith('"""`'), "a test cell opens with what it checks"
-            assert "np.random.default_rng(" in cell.source, "hidden scenarios are seeded"
-
-
-def test_cell_order_and_setup():
-    cells = _read().cells
-    assert [_nbgrader(c)["grade_id"] for c in cells[:3]] == ["title", "colab_setup", "setup"]
-    title = cells[0].source
-    assert ("colab.research.google.com/github/dlopt-course/deep-learning-optimization/blob/main/"
-            f"course/{LESSON}/{LESSON}.ipynb") in title
-    assert ("mybinder.org/v2/gh/dlopt-course/deep-learning-optimization/main?urlpath=lab/tree/"
-            f"course/{LESSON}/{LESSON}.ipynb") in title
-    assert "rng = np.random.default_rng(0)" in cells[2].source
-    assert cells[-1].cell_type == "markdown" and "Summary" in cells[-1].source
-    for cell in cells[3:]:
-        if cell.cell_type == "code":
-            assert not re.search(r"^\s*(import|from)\s+\w", cell.source, re.M), \
-                f"import outside the setup cell: {_nbgrader(cell)['grade_id']}"
-
-
-def test_each_graded_function_has_a_derivation_a_stub_and_a_check(exercises):
-    cells = _read().cells
+def test_exercises_and_their_drivers_are_the_expected_ones(exercises):
     assert sorted(exercises) == sorted(EXERCISES)
-    assert sorted({e.function for e in exercises.values()}) == sorted(GRADED)
-    for name in GRADED:
-        stub = [i for i, c in enumerate(cells) if _nbgrader(c)["solution"]
-                and re.search(rf"^def {name}\(", c.source, re.M)]
-        assert len(stub) == 1, name
-        before = "\n".join(c.source for c in cells[:stub[0]] if c.cell_type == "markdown")
-        assert f"`{name}`" in before, f"no derivation introduces {name}"
-        after = cells[stub[0] + 1]
-        assert _nbgrader(after)["grade"] and f".check({name})" in after.source, name
 
 
 def test_misconceptions_are_stated():
-    text = "\n".join(c.source for c in _read().cells if c.cell_type == "markdown")
+    text = harness.markdown(LESSON)
     for phrase in ("Double softmax", "One-hot targets where class indices are expected",
                    "from_logits", "np.exp(1000.0)", "Mean in the loss, sum in the gradient",
                    "the gradient of ReLU is not \"1\"", "not a standard deviation"):
@@ -153,50 +70,19 @@ def test_misconceptions_are_stated():
 
 
 # --- the checks --------------------------------------------------------------------------------
-@pytest.mark.parametrize("label", EXERCISES)
-def test_solution_passes_every_scenario(solved, exercises, label):
-    exercise = exercises[label]
-    exercise.check(solved[exercise.function])  # raises CheckFailed on any failing scenario
-    assert len(exercise.cases) >= 2 and len(exercise.hidden_cases) >= 2
-    assert len(exercise.mistakes) >= 3
-
-
-@pytest.mark.parametrize("label", EXERCISES)
-def test_every_mistake_is_caught_and_named_from_public_scenarios(exercises, label):
-    public = _public_only(exercises[label])
-    for mistake in public.mistakes:
-        # as in a notebook, where numpy's overflow warnings are printed, not raised
-        with pytest.raises(CheckFailed) as failure, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with np.errstate(all="ignore"):
-                public.check(mistake.fn)
-        assert MISTAKE_PREFIX + mistake.message in str(failure.value), (
-            f"{label}: mistake not named: {mistake.message}\n{failure.value}")
-
-
-@pytest.mark.parametrize("label", EXERCISES)
-def test_unimplemented_function_is_reported_as_such(exercises, label):
-    def stub(*args, **kwargs):
-        raise NotImplementedError("replace this line with your code")
-
-    with pytest.raises(NotImplementedError, match="is not implemented yet"):
-        exercises[label].check(stub)
-
-
 def test_a_shape_error_is_not_named_as_a_shape_sensitive_mistake(exercises):
     def no_keepdims(z, y):  # (N, C) - (N,) fails for N != C: a bug, not the one-hot formula
         shifted = z - z.max(axis=1)
         lse = np.log(np.sum(np.exp(shifted), axis=1))
         return float(np.mean(lse - shifted[np.arange(len(y)), y]))
 
-    with pytest.raises(CheckFailed) as failure:
-        _public_only(exercises["cross_entropy"]).check(no_keepdims)
-    assert "broadcast" in str(failure.value) and MISTAKE_PREFIX not in str(failure.value)
+    message = harness.public_failure(exercises["cross_entropy"], no_keepdims, quiet=False)
+    assert "broadcast" in message and MISTAKE_PREFIX not in message
 
 
 def test_points_add_up():
-    points = {_nbgrader(c)["grade_id"]: _nbgrader(c)["points"] for c in _read().cells
-              if _nbgrader(c)["grade"]}
+    points = {harness.grade_id(c): harness.nbgrader(c)["points"]
+              for c in harness.read(LESSON).cells if harness.nbgrader(c)["grade"]}
     assert sum(points.values()) == 14, points
 
 
@@ -283,80 +169,12 @@ def test_training_reaches_95_percent_test_accuracy(solved):
     assert history.train_loss[-1] < 0.1 * history.train_loss[0]
 
 
-# --- the student copy ----------------------------------------------------------------------------
-def _student_copy():
-    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
-
-    nb, resources = ClearSolutions().preprocess(_read(), {})
-    nb, _ = ClearHiddenTests().preprocess(nb, resources)
-    return nb
-
-
-def test_student_copy_has_no_solutions_or_hidden_tests():
-    nb = _student_copy()
-    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "BEGIN SOLUTION" not in code and "HIDDEN TESTS" not in code
-    assert "hidden_rng" not in code
-    assert code.count("raise NotImplementedError") == len(GRADED)
-
-
-def test_student_copy_checks_say_not_implemented():
-    namespace: dict = {}
-    raised = []
-    for cell in _student_copy().cells:
-        if cell.cell_type != "code" or _is_experiment(cell):
-            continue
-        try:
-            exec(compile(cell.source, "<student cell>", "exec"), namespace)
-        except NotImplementedError as exc:
-            assert _nbgrader(cell)["grade"], "only check cells may stop"
-            assert "is not implemented yet" in str(exc)
-            raised.append(_nbgrader(cell)["grade_id"])
-    graded = [_nbgrader(c)["grade_id"] for c in _read().cells if _nbgrader(c)["grade"]]
-    assert raised == graded
-
-
-# --- executing the notebooks -----------------------------------------------------------------
-def _execute(nb, allow_errors=False):
-    import nbclient
-
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                                     allow_errors=allow_errors,
-                                     resources={"metadata": {"path": str(ROOT)}})
-    start = time.perf_counter()
-    client.execute()
-    return time.perf_counter() - start
-
-
+# --- the executed notebook ------------------------------------------------------------------------
 @pytest.mark.slow
-def test_solved_notebook_runs_top_to_bottom_quickly():
-    nb = _read()
-    seconds = _execute(nb)
-    assert seconds < 30, f"the solved notebook took {seconds:.1f} s"
-    text = "\n".join(out.get("text", "") for c in nb.cells if c.cell_type == "code"
-                     for out in c.outputs)
-    for name in GRADED:
-        assert f"✓ {name}: all" in text
-    assert "implement `" not in text
+def test_solved_notebook_shows_the_gradient_checks_the_accuracy_and_the_explorer():
+    nb, _ = harness.executed_solution(LESSON)
+    text = harness.printed_text(nb)
     assert text.count("agrees") == 2 and text.count("DISAGREES") == 2
     accuracy = float(re.search(r"test accuracy after \d+ epochs: ([\d.]+)%", text).group(1))
     assert accuracy >= 95.0
-    explorer = next(c for c in nb.cells if _nbgrader(c)["grade_id"] == "experiment_init_explorer")
-    assert "image/png" in explorer.outputs[0]["data"]
-
-
-@pytest.mark.slow
-def test_student_notebook_only_stops_at_unimplemented_functions():
-    nb = _student_copy()
-    _execute(nb, allow_errors=True)
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        errors = [out for out in cell.outputs if out.output_type == "error"]
-        if _nbgrader(cell)["grade"]:
-            assert [e.ename for e in errors] == ["NotImplementedError"], _nbgrader(cell)["grade_id"]
-        else:
-            assert errors == [], (_nbgrader(cell)["grade_id"], errors)
-        if _is_experiment(cell):
-            shown = str(cell.outputs)
-            assert "implement `" in shown, _nbgrader(cell)["grade_id"]
+    harness.assert_draws_a_figure(nb, "experiment_init_explorer")

@@ -1,128 +1,33 @@
-"""Lesson 03 (gradient descent, SGD, momentum): structure, checks, solutions, student copy.
+"""Lesson 03 (gradient descent, SGD, momentum): what this lesson alone states and computes.
 
-Fast tests run the notebook's code cells in this process (experiments excluded): every check
-passes with the instructor's solution, every classic mistake listed in a check is caught and
-named from the public scenarios alone (and so is the same mistake written out the way a
-student would write it), and the solutions agree with torch.optim.SGD beyond the scenarios.
-Slow tests execute the solved and the student notebook in a kernel.
+The contract every lesson keeps (structure, checks, student copy, notebook runs) is tested in
+test_lesson_contract.py. Here: the graded functions and their interfaces are the expected ones,
+the misconceptions are stated, the same classic mistakes written out the way a student would
+write them are named, the solutions agree with torch.optim.SGD beyond the scenarios, the
+experiments' helpers work, and the student copy's experiments say what to implement.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
 import re
-import time
-import warnings
-from pathlib import Path
 
-import nbformat
+import lesson_harness as harness
 import numpy as np
 import pytest
 import torch
+from lesson_harness import MISTAKE_PREFIX
 
 from dlopt import objectives, surfaces
-from dlopt.check import CheckFailed, Exercise
 from dlopt.drivers import run_update_rule
 from dlopt.explorer import ConvergenceExplorer
 
-ROOT = Path(__file__).resolve().parents[1]
 LESSON = "03_gradient_descent"
-NOTEBOOK = ROOT / "solutions" / LESSON / f"{LESSON}.ipynb"
 GRADED = ["minibatch_gradient", "sgd_step", "sgd_momentum_step"]
-MISTAKE_PREFIX = "This matches a classic mistake: "
+solved, exercises = harness.solved, harness.exercises  # fixtures, for LESSON
 
 
-def _read():
-    return nbformat.read(NOTEBOOK, as_version=4)
-
-
-def _nbgrader(cell) -> dict:
-    return cell.metadata["nbgrader"]
-
-
-def _is_experiment(cell) -> bool:
-    return "experiment" in cell.metadata.get("tags", [])
-
-
-def _run_cells(nb) -> dict:
-    """Execute the notebook's code cells, experiments excluded, in one namespace."""
-    namespace: dict = {}
-    with contextlib.redirect_stdout(io.StringIO()):
-        for cell in nb.cells:
-            if cell.cell_type == "code" and not _is_experiment(cell):
-                exec(compile(cell.source, f"<cell {_nbgrader(cell)['grade_id']}>", "exec"),
-                     namespace)
-    return namespace
-
-
-@pytest.fixture(scope="module")
-def solved() -> dict:
-    return _run_cells(_read())
-
-
-@pytest.fixture(scope="module")
-def exercises(solved) -> dict[str, Exercise]:
-    return {obj.function: obj for obj in solved.values() if isinstance(obj, Exercise)}
-
-
-def _public_only(exercise: Exercise) -> Exercise:
-    public = copy.copy(exercise)
-    public.hidden_cases = []
-    return public
-
-
-# --- structure ---------------------------------------------------------------------------------
-def test_cells_carry_nbgrader_metadata_and_no_outputs():
-    nb = _read()
-    assert nb.metadata["kernelspec"]["name"] == "python3"
-    ids = [_nbgrader(c)["grade_id"] for c in nb.cells]
-    assert len(ids) == len(set(ids)), "grade_ids must be unique"
-    for cell in nb.cells:
-        meta = _nbgrader(cell)
-        assert meta["schema_version"] == 3 and meta["task"] is False
-        assert meta["locked"] is (not meta["solution"])
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, meta["grade_id"]
-        if meta["solution"]:
-            begins = cell.source.count("### BEGIN SOLUTION")
-            assert begins == cell.source.count("### END SOLUTION") >= 1
-            assert not meta["grade"]
-        if meta["grade"]:
-            assert meta["points"] in (1, 2) and not _is_experiment(cell)
-            assert "### BEGIN HIDDEN TESTS" in cell.source and ".check(" in cell.source
-            assert cell.source.startswith('"""`'), "a test cell opens with what it checks"
-            assert "np.random.default_rng(" in cell.source, "hidden scenarios are seeded"
-
-
-def test_cell_order_and_setup():
-    cells = _read().cells
-    assert [_nbgrader(c)["grade_id"] for c in cells[:3]] == ["title", "colab_setup", "setup"]
-    title = cells[0].source
-    assert ("colab.research.google.com/github/dlopt-course/deep-learning-optimization/blob/main/"
-            f"course/{LESSON}/{LESSON}.ipynb") in title
-    assert ("mybinder.org/v2/gh/dlopt-course/deep-learning-optimization/main?urlpath=lab/tree/"
-            f"course/{LESSON}/{LESSON}.ipynb") in title
-    assert "rng = np.random.default_rng(0)" in cells[2].source
-    assert cells[-1].cell_type == "markdown" and "Summary" in cells[-1].source
-    for cell in cells[3:]:
-        if cell.cell_type == "code":
-            assert not re.search(r"^\s*(import|from)\s+\w", cell.source, re.M), \
-                f"import outside the setup cell: {_nbgrader(cell)['grade_id']}"
-
-
-def test_each_graded_function_has_a_derivation_a_stub_and_a_check(exercises):
-    cells = _read().cells
-    assert sorted(exercises) == sorted(GRADED)
-    for name in GRADED:
-        stub = [i for i, c in enumerate(cells) if _nbgrader(c)["solution"]
-                and re.search(rf"^def {name}\(", c.source, re.M)]
-        assert len(stub) == 1, name
-        before = "\n".join(c.source for c in cells[:stub[0]] if c.cell_type == "markdown")
-        assert f"You will implement `{name}`" in before, f"no derivation introduces {name}"
-        after = cells[stub[0] + 1]
-        assert _nbgrader(after)["grade"] and f".check({name})" in after.source, name
+# --- what this lesson states --------------------------------------------------------------------
+test_graded_functions_are_the_expected_ones = harness.graded_functions_test(LESSON, GRADED)
 
 
 def test_update_rules_have_the_fixed_interface(solved):
@@ -139,7 +44,7 @@ def test_update_rules_have_the_fixed_interface(solved):
 
 
 def test_misconceptions_are_stated():
-    text = "\n".join(c.source for c in _read().cells if c.cell_type == "markdown")
+    text = harness.markdown(LESSON)
     assert "which examples enter the gradient is\nthe whole difference" in text  # no. 11
     assert "Momentum does not normalize the gradient" in text  # no. 4
     assert r"\frac{g}{1-\beta}" in text
@@ -148,35 +53,6 @@ def test_misconceptions_are_stated():
 
 
 # --- the checks --------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", GRADED)
-def test_solution_passes_every_scenario(solved, exercises, name):
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        exercises[name].check(solved[name])  # raises CheckFailed on any failing scenario
-    assert f"✓ {name}: all" in out.getvalue()
-    assert len(exercises[name].cases) >= 3 and len(exercises[name].hidden_cases) >= 3
-    assert len(exercises[name].mistakes) >= 3
-
-
-@pytest.mark.parametrize("name", GRADED)
-def test_every_mistake_is_caught_and_named_from_public_scenarios(exercises, name):
-    public = _public_only(exercises[name])
-    for mistake in public.mistakes:
-        with pytest.raises(CheckFailed) as failure, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            public.check(mistake.fn)
-        assert MISTAKE_PREFIX + mistake.message in str(failure.value), (
-            f"{name}: mistake not named: {mistake.message}\n{failure.value}")
-
-
-@pytest.mark.parametrize("name", GRADED)
-def test_unimplemented_function_is_reported_as_such(exercises, name):
-    def stub(*args, **kwargs):
-        raise NotImplementedError("replace this line with your code")
-
-    with pytest.raises(NotImplementedError, match="is not implemented yet"):
-        exercises[name].check(stub)
-
-
 def test_update_rules_are_driven_over_100_steps_against_torch(exercises):
     from dlopt.oracles import torch_update_rule
 
@@ -229,10 +105,9 @@ def test_a_students_momentum_slip_is_named(exercises, variant):
     def student(w, dw, state, **hp):
         return _momentum(w, dw, state, **hp, variant=variant)
 
-    with pytest.raises(CheckFailed) as failure:
-        _public_only(exercises["sgd_momentum_step"]).check(student)
-    named = re.findall(re.escape(MISTAKE_PREFIX) + r"(.*)", str(failure.value))
-    assert named and all(MOMENTUM_SLIPS[variant] in n for n in named), str(failure.value)
+    message = harness.public_failure(exercises["sgd_momentum_step"], student, quiet=False)
+    named = re.findall(re.escape(MISTAKE_PREFIX) + r"(.*)", message)
+    assert named and all(MOMENTUM_SLIPS[variant] in n for n in named), message
 
 
 SGD_SLIPS = {
@@ -252,9 +127,8 @@ SGD_SLIPS = {
 @pytest.mark.parametrize("slip", SGD_SLIPS)
 def test_a_students_sgd_slip_is_named(exercises, slip):
     student, phrase = SGD_SLIPS[slip]
-    with pytest.raises(CheckFailed) as failure:
-        _public_only(exercises["sgd_step"]).check(student)
-    assert MISTAKE_PREFIX in str(failure.value) and phrase in str(failure.value)
+    message = harness.public_failure(exercises["sgd_step"], student, quiet=False)
+    assert MISTAKE_PREFIX in message and phrase in message
 
 
 MINIBATCH_SLIPS = {
@@ -270,9 +144,8 @@ MINIBATCH_SLIPS = {
 @pytest.mark.parametrize("slip", MINIBATCH_SLIPS)
 def test_a_students_minibatch_slip_is_named(exercises, slip):
     student, phrase = MINIBATCH_SLIPS[slip]
-    with pytest.raises(CheckFailed) as failure:
-        _public_only(exercises["minibatch_gradient"]).check(student)
-    assert MISTAKE_PREFIX in str(failure.value) and phrase in str(failure.value)
+    message = harness.public_failure(exercises["minibatch_gradient"], student, quiet=False)
+    assert MISTAKE_PREFIX in message and phrase in message
 
 
 # --- the solutions beyond the scenarios --------------------------------------------------------
@@ -401,71 +274,23 @@ def test_train_is_gd_sgd_or_minibatch_by_the_batch_size_alone(solved):
     assert len(timing.runs) == 3 and timing.median > 0
 
 
-# --- the student copy ----------------------------------------------------------------------------
-def _student_copy():
-    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
-
-    nb, resources = ClearSolutions().preprocess(_read(), {})
-    nb, _ = ClearHiddenTests().preprocess(nb, resources)
-    return nb
-
-
-def test_student_copy_has_no_solutions_or_hidden_tests():
-    nb = _student_copy()
-    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "BEGIN SOLUTION" not in code and "HIDDEN TESTS" not in code
-    assert "hidden_rng" not in code
-    assert code.count("raise NotImplementedError") == len(GRADED)
+# --- the student copy -----------------------------------------------------------------------------
+def test_student_copy_experiments_say_what_to_implement():
+    run = harness.run_student_copy(LESSON, experiments=True, quiet_warnings=True)
+    assert run.raised == harness.check_cell_ids(LESSON)
+    experiments = [harness.grade_id(c) for c in harness.student_copy(LESSON).cells
+                   if c.cell_type == "code" and harness.is_experiment(c)]
+    assert len(experiments) >= 8
+    explorer = run.values["experiment_explorer"]  # the widget the cell displays
+    for gid in experiments:
+        shown = run.printed[gid] + ("\n".join(explorer.messages)
+                                    if gid == "experiment_explorer" else "")
+        assert "implement `" in shown, gid
 
 
-def test_student_copy_stops_only_at_checks_and_its_experiments_say_what_to_implement():
-    namespace: dict = {}
-    raised, experiments = [], 0
-    for cell in _student_copy().cells:
-        if cell.cell_type != "code":
-            continue
-        gid = _nbgrader(cell)["grade_id"]
-        out = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # as in a notebook: printed, not raised
-                if gid == "experiment_explorer":
-                    widget = eval(compile(cell.source, gid, "eval"), namespace)
-                    print(*widget.messages, sep="\n")
-                else:
-                    exec(compile(cell.source, gid, "exec"), namespace)
-        except NotImplementedError as exc:
-            assert _nbgrader(cell)["grade"], f"only check cells may stop: {gid}"
-            assert "is not implemented yet" in str(exc)
-            raised.append(gid)
-        if _is_experiment(cell):
-            experiments += 1
-            assert "implement `" in out.getvalue(), gid
-    graded = [_nbgrader(c)["grade_id"] for c in _read().cells if _nbgrader(c)["grade"]]
-    assert raised == graded and experiments >= 8
-
-
-# --- executing the notebooks -----------------------------------------------------------------
-def _execute(nb, allow_errors=False):
-    import nbclient
-
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                                     allow_errors=allow_errors,
-                                     resources={"metadata": {"path": str(ROOT)}})
-    start = time.perf_counter()
-    client.execute()
-    return time.perf_counter() - start
-
-
+# --- the executed notebook ------------------------------------------------------------------------
 @pytest.mark.slow
-def test_solved_notebook_runs_top_to_bottom_quickly():
-    nb = _read()
-    seconds = _execute(nb)
-    assert seconds < 30, f"the solved notebook took {seconds:.1f} s"
-    text = "\n".join(out.get("text", "") for c in nb.cells if c.cell_type == "code"
-                     for out in c.outputs)
-    for name in GRADED:
-        assert f"✓ {name}: all" in text
-    assert "implement `" not in text and "diverged" not in text
-    explorer_cell = next(c for c in nb.cells if _nbgrader(c)["grade_id"] == "experiment_explorer")
-    assert "image/png" in explorer_cell.outputs[0]["data"]
+def test_solved_notebook_does_not_diverge_and_draws_its_explorer():
+    nb, _ = harness.executed_solution(LESSON)
+    assert "diverged" not in harness.printed_text(nb)
+    harness.assert_draws_a_figure(nb, "experiment_explorer")

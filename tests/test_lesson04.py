@@ -1,132 +1,42 @@
-"""Lesson 04 (adaptive optimizers, schedules): the notebook's structure, checks and student copy.
+"""Lesson 04 (adaptive optimizers, schedules): what this lesson alone states and computes.
 
-Fast tests run the notebook's code cells in this process (experiments excluded): every check
-passes with the instructor's solution, every classic mistake is caught and named from the
-public scenarios alone, and the solutions agree with torch.optim and torch's schedulers beyond
-the scenarios. The experiments' helpers are run with the solutions. Slow tests execute the
-solved and the student notebook in a kernel.
+The contract every lesson keeps (structure, checks, student copy, notebook runs) is tested in
+test_lesson_contract.py. Here: the graded functions are the expected ones, the misconceptions and
+conventions are stated, the hidden scenarios name every mistake too, the solutions agree with
+torch.optim and torch's schedulers beyond the scenarios, and the experiments' helpers are run
+with the solutions.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-import time
-import warnings
-from pathlib import Path
 
-import nbformat
+import lesson_harness as harness
 import numpy as np
 import pytest
+from lesson_harness import MISTAKE_PREFIX
 
 from dlopt import adaptive_lab, objectives, schedule_oracles
-from dlopt.check import CheckFailed, Exercise
 from dlopt.drivers import run_update_rule
 from dlopt.oracles import torch_update_rule
 
-ROOT = Path(__file__).resolve().parents[1]
 LESSON = "04_adaptive_optimizers"
-NOTEBOOK = ROOT / "solutions" / LESSON / f"{LESSON}.ipynb"
 RULES = ["adagrad_step", "rmsprop_step", "adam_step", "adamw_step"]
 SCHEDULES = ["step_lr", "exponential_lr", "inverse_time_lr", "cosine_lr", "warmup_lr",
              "warmup_cosine_lr"]
 GRADED = RULES + SCHEDULES
-MISTAKE_PREFIX = "This matches a classic mistake: "
 TORCH_NAME = {"adagrad_step": "Adagrad", "rmsprop_step": "RMSprop", "adam_step": "Adam",
               "adamw_step": "AdamW"}
+solved, exercises = harness.solved, harness.exercises  # fixtures, for LESSON
 
 
-def _read():
-    return nbformat.read(NOTEBOOK, as_version=4)
-
-
-def _nbgrader(cell) -> dict:
-    return cell.metadata["nbgrader"]
-
-
-def _is_experiment(cell) -> bool:
-    return "experiment" in cell.metadata.get("tags", [])
-
-
-def _run_cells(nb) -> dict:
-    """Execute the notebook's code cells, experiments excluded, in one namespace."""
-    namespace: dict = {}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and not _is_experiment(cell):
-            exec(compile(cell.source, f"<cell {_nbgrader(cell)['grade_id']}>", "exec"), namespace)
-    return namespace
-
-
-@pytest.fixture(scope="module")
-def solved() -> dict:
-    return _run_cells(_read())
-
-
-@pytest.fixture(scope="module")
-def exercises(solved) -> dict[str, Exercise]:
-    return {obj.function: obj for obj in solved.values() if isinstance(obj, Exercise)}
-
-
-def _public_only(exercise: Exercise) -> Exercise:
-    public = copy.copy(exercise)
-    public.hidden_cases = []
-    return public
-
-
-# --- structure ---------------------------------------------------------------------------------
-def test_cells_carry_nbgrader_metadata_and_no_outputs():
-    nb = _read()
-    assert nb.metadata["kernelspec"]["name"] == "python3"
-    ids = [_nbgrader(c)["grade_id"] for c in nb.cells]
-    assert len(ids) == len(set(ids)), "grade_ids must be unique"
-    for cell in nb.cells:
-        meta = _nbgrader(cell)
-        assert meta["schema_version"] == 3 and meta["task"] is False
-        assert meta["locked"] is (not meta["solution"])
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, meta["grade_id"]
-        if meta["solution"]:
-            begins = cell.source.count("### BEGIN SOLUTION")
-            assert begins == cell.source.count("### END SOLUTION") >= 1
-            assert not meta["grade"]
-        if meta["grade"]:
-            assert meta["points"] in (1, 2) and not _is_experiment(cell)
-            assert "### BEGIN HIDDEN TESTS" in cell.source and ".check(" in cell.source
-            assert cell.source.startswith('"""`'), "a test cell opens with what it checks"
-            assert "np.random.default_rng(" in cell.source, "hidden scenarios are seeded"
-
-
-def test_cell_order_and_setup():
-    cells = _read().cells
-    assert [_nbgrader(c)["grade_id"] for c in cells[:3]] == ["title", "colab_setup", "setup"]
-    title = cells[0].source
-    assert "colab.research.google.com/github/dlopt-course/deep-learning-optimization/blob/main/" \
-           f"course/{LESSON}/{LESSON}.ipynb" in title
-    assert "mybinder.org/v2/gh/dlopt-course/deep-learning-optimization/main?urlpath=lab/tree/" \
-           f"course/{LESSON}/{LESSON}.ipynb" in title
-    assert "rng = np.random.default_rng(0)" in cells[2].source
-    assert cells[-1].cell_type == "markdown" and "Summary" in cells[-1].source
-    for cell in cells[3:]:
-        if cell.cell_type == "code":
-            assert not re.search(r"^\s*(import|from)\s+\w", cell.source, re.M), \
-                f"import outside the setup cell: {_nbgrader(cell)['grade_id']}"
-
-
-def test_each_graded_function_has_a_derivation_a_stub_and_a_check(exercises):
-    cells = _read().cells
-    assert sorted(exercises) == sorted(GRADED)
-    for name in GRADED:
-        stub = [i for i, c in enumerate(cells) if _nbgrader(c)["solution"]
-                and re.search(rf"^def {name}\(", c.source, re.M)]
-        assert len(stub) == 1, name
-        before = "\n".join(c.source for c in cells[:stub[0]] if c.cell_type == "markdown")
-        assert f"You will implement `{name}`" in before or f"`{name}`" in before, name
-        after = cells[stub[0] + 1]
-        assert _nbgrader(after)["grade"] and f".check({name})" in after.source, name
+# --- what this lesson states --------------------------------------------------------------------
+test_graded_functions_are_the_expected_ones = harness.graded_functions_test(LESSON, GRADED)
 
 
 def test_misconceptions_and_conventions_are_stated():
-    text = "\n".join(c.source for c in _read().cells if c.cell_type == "markdown")
+    text = harness.markdown(LESSON)
     assert "Adam adds the mean and the variance" in text
     assert "RMSprop sums the gradients" in text
     for convention in ("incremented **before**", "added **after** the square root",
@@ -138,53 +48,22 @@ def test_misconceptions_and_conventions_are_stated():
 
 
 def test_update_rule_stubs_state_the_interface():
-    cells = _read().cells
+    sources = harness.cell_sources(LESSON)
     for name in RULES:
-        source = next(c.source for c in cells if _nbgrader(c)["grade_id"] == name)
+        source = sources[name]
         assert re.search(rf"^def {name}\(w, dw, state, \*,", source, re.M), name
         assert "Not modified" in source and "Empty on the first call" in source, name
 
 
 # --- the checks --------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", GRADED)
-def test_solution_passes_every_scenario(solved, exercises, name):
-    exercises[name].check(solved[name])  # raises CheckFailed on any failing scenario
-    assert len(exercises[name].cases) >= 3
-    assert len(exercises[name].hidden_cases) >= 2
-    assert len(exercises[name].mistakes) >= 3
-
-
-@pytest.mark.parametrize("name", GRADED)
-def test_every_mistake_is_caught_and_named_from_public_scenarios(exercises, name):
-    public = _public_only(exercises[name])
-    for mistake in public.mistakes:
-        # as in a notebook, where numpy's warnings (0/0, sqrt of a negative) are printed
-        with pytest.raises(CheckFailed) as failure, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            public.check(mistake.fn)
-        assert MISTAKE_PREFIX + mistake.message in str(failure.value), (
-            f"{name}: mistake not named: {mistake.message}\n{failure.value}")
-
-
-@pytest.mark.parametrize("name", GRADED)
 def test_hidden_scenarios_also_name_every_mistake(exercises, name):
     """The grader tells the mistakes apart on the hidden scenarios alone, too."""
     hidden = copy.copy(exercises[name])
     hidden.cases, hidden.hidden_cases = list(exercises[name].hidden_cases), []
     for mistake in hidden.mistakes:
-        with pytest.raises(CheckFailed) as failure, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            hidden.check(mistake.fn)
-        assert MISTAKE_PREFIX + mistake.message in str(failure.value), mistake.message
-
-
-@pytest.mark.parametrize("name", GRADED)
-def test_unimplemented_function_is_reported_as_such(exercises, name):
-    def stub(*args, **kwargs):
-        raise NotImplementedError("replace this line with your code")
-
-    with pytest.raises(NotImplementedError, match="is not implemented yet"):
-        exercises[name].check(stub)
+        message = harness.failure(hidden, mistake.fn)
+        assert MISTAKE_PREFIX + mistake.message in message, mistake.message
 
 
 @pytest.mark.parametrize("name", RULES)
@@ -201,8 +80,7 @@ def test_rules_changing_w_in_place_are_refused(exercises):
         w -= 0.1 * dw
         return w, state
 
-    with pytest.raises(CheckFailed, match="changed w in place"):
-        exercises["adam_step"].check(in_place)
+    assert "changed w in place" in harness.failure(exercises["adam_step"], in_place, quiet=False)
 
 
 # --- the solutions beyond the scenarios --------------------------------------------------------
@@ -334,81 +212,9 @@ def test_experiment_helpers_report_unimplemented_rules():
     assert runs == {} and messages == ["Adagrad: implement `adam_step` first"]
 
 
-# --- the student copy ----------------------------------------------------------------------------
-def _student_copy():
-    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
-
-    nb, resources = ClearSolutions().preprocess(_read(), {})
-    nb, _ = ClearHiddenTests().preprocess(nb, resources)
-    return nb
-
-
-def test_student_copy_has_no_solutions_or_hidden_tests():
-    nb = _student_copy()
-    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "BEGIN SOLUTION" not in code and "HIDDEN TESTS" not in code
-    assert "hidden_rng" not in code
-    assert code.count("raise NotImplementedError") == len(GRADED)
-
-
-def test_student_copy_checks_say_not_implemented():
-    namespace: dict = {}
-    raised = []
-    for cell in _student_copy().cells:
-        if cell.cell_type != "code" or _is_experiment(cell):
-            continue
-        try:
-            exec(compile(cell.source, "<student cell>", "exec"), namespace)
-        except NotImplementedError as exc:
-            assert _nbgrader(cell)["grade"], "only check cells may stop"
-            assert "is not implemented yet" in str(exc)
-            raised.append(_nbgrader(cell)["grade_id"])
-    graded = [_nbgrader(c)["grade_id"] for c in _read().cells if _nbgrader(c)["grade"]]
-    assert raised == graded
-
-
-# --- executing the notebooks -----------------------------------------------------------------
-def _execute(nb, allow_errors=False):
-    import nbclient
-
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                                     allow_errors=allow_errors,
-                                     resources={"metadata": {"path": str(ROOT)}})
-    start = time.perf_counter()
-    client.execute()
-    return time.perf_counter() - start
-
-
-WIDGETS = ("experiment_schedule_explorer", "experiment_race")
-
-
+# --- the executed notebook ------------------------------------------------------------------------
 @pytest.mark.slow
-def test_solved_notebook_runs_top_to_bottom_quickly():
-    nb = _read()
-    seconds = _execute(nb)
-    assert seconds < 30, f"the solved notebook took {seconds:.1f} s"
-    text = "\n".join(out.get("text", "") for c in nb.cells if c.cell_type == "code"
-                     for out in c.outputs)
-    for name in GRADED:
-        assert f"✓ {name}: all" in text
-    assert "implement `" not in text and "diverged" not in text.replace("sgd diverged", "")
-    for cell in nb.cells:
-        if _nbgrader(cell)["grade_id"] in WIDGETS:
-            assert "image/png" in cell.outputs[0]["data"]
-
-
-@pytest.mark.slow
-def test_student_notebook_only_stops_at_unimplemented_functions():
-    nb = _student_copy()
-    _execute(nb, allow_errors=True)
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        errors = [out for out in cell.outputs if out.output_type == "error"]
-        if _nbgrader(cell)["grade"]:
-            assert [e.ename for e in errors] == ["NotImplementedError"], _nbgrader(cell)["grade_id"]
-        else:
-            assert errors == [], (_nbgrader(cell)["grade_id"], errors)
-        if _is_experiment(cell):
-            shown = str(cell.outputs)
-            assert "implement `" in shown, _nbgrader(cell)["grade_id"]
+def test_solved_notebook_does_not_diverge_and_draws_its_widgets():
+    nb, _ = harness.executed_solution(LESSON)
+    assert "diverged" not in harness.printed_text(nb).replace("sgd diverged", "")
+    harness.assert_draws_a_figure(nb, "experiment_schedule_explorer", "experiment_race")

@@ -1,178 +1,51 @@
-"""Lesson 06 (batch norm): the notebook's structure, its checks, and its student copy.
+"""Lesson 06 (batch norm): what this lesson alone states and computes.
 
-Fast tests run the notebook's code cells in this process (experiments excluded): every check
-passes with the instructor's solution, every classic mistake listed in a check is caught and
-named from the public scenarios alone, mistakes written the way a learner writes them in NumPy
-are named too, and the solutions agree with torch beyond the scenarios. Slow tests execute the
-solved and the student notebook in a kernel.
+The contract every lesson keeps (structure, checks, student copy, notebook runs) is tested in
+test_lesson_contract.py. Here: the graded functions are the expected ones, the misconceptions are
+stated, mistakes written the way a learner writes them in NumPy are named, and the solutions
+agree with torch beyond the scenarios.
 """
 
 from __future__ import annotations
 
 import copy
-import re
-import time
 import warnings
 from pathlib import Path
 
-import nbformat
+import lesson_harness as harness
 import numpy as np
 import pytest
 import torch
+from lesson_harness import MISTAKE_PREFIX
 
 from dlopt.bn_oracles import torch_batchnorm_backward, torch_batchnorm_forward
-from dlopt.check import CheckFailed, Exercise, call, judge
+from dlopt.check import call, judge
 
-ROOT = Path(__file__).resolve().parents[1]
 LESSON = "06_batch_norm"
-NOTEBOOK = ROOT / "solutions" / LESSON / f"{LESSON}.ipynb"
 GRADED = ["batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt"]
-MISTAKE_PREFIX = "This matches a classic mistake: "
+solved, exercises = harness.solved, harness.exercises  # fixtures, for LESSON
 
 
-def _read():
-    return nbformat.read(NOTEBOOK, as_version=4)
-
-
-def _nbgrader(cell) -> dict:
-    return cell.metadata["nbgrader"]
-
-
-def _is_experiment(cell) -> bool:
-    return "experiment" in cell.metadata.get("tags", [])
-
-
-def _run_cells(nb) -> dict:
-    """Execute the notebook's code cells, experiments excluded, in one namespace."""
-    namespace: dict = {}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and not _is_experiment(cell):
-            exec(compile(cell.source, f"<cell {_nbgrader(cell)['grade_id']}>", "exec"), namespace)
-    return namespace
-
-
-@pytest.fixture(scope="module")
-def solved() -> dict:
-    return _run_cells(_read())
-
-
-@pytest.fixture(scope="module")
-def exercises(solved) -> dict[str, Exercise]:
-    return {obj.function: obj for obj in solved.values() if isinstance(obj, Exercise)}
-
-
-def _public_only(exercise: Exercise) -> Exercise:
-    public = copy.copy(exercise)
-    public.hidden_cases = []
-    return public
-
-
-# --- structure ---------------------------------------------------------------------------------
-def test_cells_carry_nbgrader_metadata_and_no_outputs():
-    nb = _read()
-    assert nb.metadata["kernelspec"]["name"] == "python3"
-    ids = [_nbgrader(c)["grade_id"] for c in nb.cells]
-    assert len(ids) == len(set(ids)), "grade_ids must be unique"
-    for cell in nb.cells:
-        meta = _nbgrader(cell)
-        assert meta["schema_version"] == 3 and meta["task"] is False
-        assert meta["locked"] is (not meta["solution"])
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, meta["grade_id"]
-        if meta["solution"]:
-            begins = cell.source.count("### BEGIN SOLUTION")
-            assert begins == cell.source.count("### END SOLUTION") >= 1
-            assert not meta["grade"]
-        if meta["grade"]:
-            assert meta["points"] in (1, 2) and not _is_experiment(cell)
-            assert "### BEGIN HIDDEN TESTS" in cell.source and ".check(" in cell.source
-            assert cell.source.startswith('"""`'), "a test cell opens with what it checks"
-            assert "np.random.default_rng(" in cell.source, "hidden scenarios are seeded"
-
-
-def test_cell_order_and_setup():
-    cells = _read().cells
-    assert [_nbgrader(c)["grade_id"] for c in cells[:3]] == ["title", "colab_setup", "setup"]
-    title = cells[0].source
-    assert "colab.research.google.com/github/dlopt-course/deep-learning-optimization/blob/main/" \
-           f"course/{LESSON}/{LESSON}.ipynb" in title
-    assert "mybinder.org/v2/gh/dlopt-course/deep-learning-optimization/main?urlpath=lab/tree/" \
-           f"course/{LESSON}/{LESSON}.ipynb" in title
-    assert "rng = np.random.default_rng(0)" in cells[2].source
-    assert cells[-1].cell_type == "markdown" and "Summary" in cells[-1].source
-    for cell in cells[3:]:
-        if cell.cell_type == "code":
-            assert not re.search(r"^\s*(import|from)\s+\w", cell.source, re.M), \
-                f"import outside the setup cell: {_nbgrader(cell)['grade_id']}"
-
-
-def test_each_graded_function_has_a_derivation_a_stub_and_a_check(exercises):
-    cells = _read().cells
-    assert sorted(exercises) == sorted(GRADED)
-    for name in GRADED:
-        stub = [i for i, c in enumerate(cells) if _nbgrader(c)["solution"]
-                and re.search(rf"^def {name}\(", c.source, re.M)]
-        assert len(stub) == 1, name
-        before = "\n".join(c.source for c in cells[:stub[0]] if c.cell_type == "markdown")
-        assert f"You will implement `{name}`" in before, f"no derivation introduces {name}"
-        after = cells[stub[0] + 1]
-        assert _nbgrader(after)["grade"] and f".check({name})" in after.source, name
+# --- what this lesson states --------------------------------------------------------------------
+test_graded_functions_are_the_expected_ones = harness.graded_functions_test(LESSON, GRADED)
 
 
 def test_misconceptions_are_stated():
-    text = "\n".join(c.source for c in _read().cells if c.cell_type == "markdown")
-    assert "batch norm reduces memory" in text and "adds" in text
-    assert "Why $\\gamma$ and $\\beta$?" in text and "identity" in text
-    assert "batch of one" in text and "running statistics" in text
-    assert "unbiased" in text and "weight of the new batch" in text
-
-
-def test_dlopt_modules_hold_no_answer():
-    """No lesson-06 function is defined in dlopt (experiments take the learner's functions)."""
-    for path in (ROOT / "src" / "dlopt").glob("*.py"):
-        text = path.read_text()
-        for name in GRADED:
-            assert not re.search(rf"^def {name}\(", text, re.M), f"{path.name} defines {name}"
+    text = harness.markdown(LESSON)
+    for phrase in ("batch norm reduces memory", "adds", "Why $\\gamma$ and $\\beta$?", "identity",
+                   "batch of one", "running statistics", "unbiased", "weight of the new batch"):
+        assert phrase in text, phrase
 
 
 def test_the_gradient_check_helper_is_given_not_in_dlopt():
     import dlopt
 
-    cells = {_nbgrader(c)["grade_id"]: c for c in _read().cells}
-    helper = cells["numerical_gradient"]
-    assert not _nbgrader(helper)["solution"] and _nbgrader(helper)["locked"]
+    cells = {harness.grade_id(c): c for c in harness.read(LESSON).cells}
+    helper = harness.nbgrader(cells["numerical_gradient"])
+    assert not helper["solution"] and helper["locked"]
     package = Path(dlopt.__file__).parent
     for module in package.glob("*.py"):
         assert "def numerical_gradient" not in module.read_text(), module.name
-
-
-# --- the checks --------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", GRADED)
-def test_solution_passes_every_scenario(solved, exercises, name):
-    exercises[name].check(solved[name])  # raises CheckFailed on any failing scenario
-    assert len(exercises[name].cases) >= 3
-    assert len(exercises[name].hidden_cases) >= 3
-    assert len(exercises[name].mistakes) >= 3
-
-
-@pytest.mark.parametrize("name", GRADED)
-def test_every_mistake_is_caught_and_named_from_public_scenarios(exercises, name):
-    public = _public_only(exercises[name])
-    for mistake in public.mistakes:
-        with pytest.raises(CheckFailed) as failure, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            public.check(mistake.fn)
-        assert MISTAKE_PREFIX + mistake.message in str(failure.value), (
-            f"{name}: mistake not named: {mistake.message}\n{failure.value}")
-
-
-@pytest.mark.parametrize("name", GRADED)
-def test_unimplemented_function_is_reported_as_such(exercises, name):
-    def stub(*args, **kwargs):
-        raise NotImplementedError("replace this line with your code")
-
-    with pytest.raises(NotImplementedError, match="is not implemented yet"):
-        exercises[name].check(stub)
 
 
 # --- mistakes as a learner writes them, in NumPy -------------------------------------------------
@@ -250,13 +123,6 @@ BACKWARD_BUGS = {
 }
 
 
-def _named(exercise, fn) -> str:
-    with pytest.raises(CheckFailed) as failure, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _public_only(exercise).check(fn)
-    return str(failure.value)
-
-
 def _mistakes_named(exercise, fn) -> list[str]:
     """The mistake named for each failing scenario, public and hidden ('' when none)."""
     data = exercise.collect(exercise.reference)
@@ -276,7 +142,7 @@ def test_numpy_forward_bugs_are_named(exercises, bug):
     def forward(x, gamma, beta, state, *, train=True, momentum=0.1, eps=1e-5):
         return _forward(x, gamma, beta, state, train=train, momentum=momentum, eps=eps, bug=bug)
 
-    message = _named(exercises["batchnorm_forward"], forward)
+    message = harness.public_failure(exercises["batchnorm_forward"], forward)
     assert MISTAKE_PREFIX + FORWARD_BUGS[bug] in message, message
     named = _mistakes_named(exercises["batchnorm_forward"], forward)
     # public scenarios name this very mistake; a hidden one may match an equivalent one (with
@@ -294,7 +160,7 @@ def test_numpy_backward_bugs_are_named(exercises, name, bug):
     def backward(dout, cache):
         return _backward(dout, cache, bug=bug)
 
-    message = _named(exercises[name], backward)
+    message = harness.public_failure(exercises[name], backward)
     expected = BACKWARD_BUGS[bug][name == "batchnorm_backward_alt"]
     assert MISTAKE_PREFIX in message and expected in message, message
     named = _mistakes_named(exercises[name], backward)
@@ -308,7 +174,7 @@ def test_forward_that_writes_into_x_is_flagged(exercises):
         x -= 1.0
         return out, cache
 
-    message = _named(exercises["batchnorm_forward"], forward)
+    message = harness.public_failure(exercises["batchnorm_forward"], forward)
     assert "changed its input (argument 1) in place" in message
 
 
@@ -317,7 +183,8 @@ def test_forward_with_a_cache_of_its_own_is_told_the_keys(exercises):
         out, cache = _forward(x, gamma, beta, state, **kwargs)
         return out, (None if cache is None else (cache["x_hat"], cache["gamma"]))
 
-    assert "cache dict with exactly the keys" in _named(exercises["batchnorm_forward"], forward)
+    message = harness.public_failure(exercises["batchnorm_forward"], forward)
+    assert "cache dict with exactly the keys" in message
 
 
 # --- the solutions beyond the scenarios --------------------------------------------------------
@@ -377,77 +244,9 @@ def test_torch_reference_is_torch_batchnorm1d():
     np.testing.assert_allclose(dgamma, layer.weight.grad.numpy(), rtol=1e-12)
 
 
-# --- the student copy ----------------------------------------------------------------------------
-def _student_copy():
-    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
-
-    nb, resources = ClearSolutions().preprocess(_read(), {})
-    nb, _ = ClearHiddenTests().preprocess(nb, resources)
-    return nb
-
-
-def test_student_copy_has_no_solutions_or_hidden_tests():
-    nb = _student_copy()
-    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "BEGIN SOLUTION" not in code and "HIDDEN TESTS" not in code
-    assert "hidden_rng" not in code
-    assert code.count("raise NotImplementedError") == len(GRADED)
-
-
-def test_student_copy_checks_say_not_implemented():
-    namespace: dict = {}
-    raised = []
-    for cell in _student_copy().cells:
-        if cell.cell_type != "code" or _is_experiment(cell):
-            continue
-        try:
-            exec(compile(cell.source, "<student cell>", "exec"), namespace)
-        except NotImplementedError as exc:
-            assert _nbgrader(cell)["grade"], "only check cells may stop"
-            assert "is not implemented yet" in str(exc)
-            raised.append(_nbgrader(cell)["grade_id"])
-    graded = [_nbgrader(c)["grade_id"] for c in _read().cells if _nbgrader(c)["grade"]]
-    assert raised == graded
-
-
-# --- executing the notebooks -----------------------------------------------------------------
-def _execute(nb, allow_errors=False):
-    import nbclient
-
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                                     allow_errors=allow_errors,
-                                     resources={"metadata": {"path": str(ROOT)}})
-    start = time.perf_counter()
-    client.execute()
-    return time.perf_counter() - start
-
-
+# --- the executed notebook ------------------------------------------------------------------------
 @pytest.mark.slow
-def test_solved_notebook_runs_top_to_bottom_quickly():
-    nb = _read()
-    seconds = _execute(nb)
-    assert seconds < 30, f"the solved notebook took {seconds:.1f} s"
-    text = "\n".join(out.get("text", "") for c in nb.cells if c.cell_type == "code"
-                     for out in c.outputs)
-    for name in GRADED:
-        assert f"✓ {name}: all" in text
-    assert "DISAGREES" not in text and "implement `" not in text
-    explorer = next(c for c in nb.cells if _nbgrader(c)["grade_id"] == "experiment_explorer")
-    assert "image/png" in explorer.outputs[0]["data"]
-
-
-@pytest.mark.slow
-def test_student_notebook_only_stops_at_unimplemented_functions():
-    nb = _student_copy()
-    _execute(nb, allow_errors=True)
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        errors = [out for out in cell.outputs if out.output_type == "error"]
-        if _nbgrader(cell)["grade"]:
-            assert [e.ename for e in errors] == ["NotImplementedError"], _nbgrader(cell)["grade_id"]
-        else:
-            assert errors == [], (_nbgrader(cell)["grade_id"], errors)
-        if _is_experiment(cell):
-            shown = str(cell.outputs)
-            assert "implement `" in shown, _nbgrader(cell)["grade_id"]
+def test_solved_notebook_agrees_with_torch_and_draws_its_explorer():
+    nb, _ = harness.executed_solution(LESSON)
+    assert "DISAGREES" not in harness.printed_text(nb)
+    harness.assert_draws_a_figure(nb, "experiment_explorer")

@@ -1,131 +1,40 @@
-"""Lesson 07 (dropout): the notebook's structure, its checks, and its student copy.
+"""Lesson 07 (dropout): what this lesson alone states and computes.
 
-Fast tests run the notebook's code cells in this process (experiments excluded): every check
-passes with the instructor's solution, every classic mistake is caught and named from the
-public scenarios alone, other correct implementations (other masks) pass the statistical
-check, mistakes written with other random draws are still named there, and the references
-agree with torch's own dropout kernels.
+The contract every lesson keeps (structure, checks, student copy, notebook runs) is tested in
+test_lesson_contract.py. Here: the graded functions are the expected ones, the misconceptions and
+conventions are stated, other correct implementations (other masks) pass the statistical check,
+mistakes written with other random draws are still named there, the references agree with
+torch's own dropout kernels, and the student copy's experiments say what to implement.
 """
 
 from __future__ import annotations
 
-import copy
-import re
-import warnings
-from pathlib import Path
-
-import nbformat
+import lesson_harness as harness
 import numpy as np
 import pytest
 import torch
+from lesson_harness import MISTAKE_PREFIX
 
 from dlopt.check import CheckFailed, Exercise
 from dlopt.dropout_checks import dropout_statistics
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "solutions" / "07_dropout" / "07_dropout.ipynb"
+LESSON = "07_dropout"
 GRADED = ["dropout_forward", "dropout_backward"]
-MISTAKE_PREFIX = "This matches a classic mistake: "
-
-
-def _read():
-    return nbformat.read(NOTEBOOK, as_version=4)
-
-
-def _nbgrader(cell) -> dict:
-    return cell.metadata["nbgrader"]
-
-
-def _is_experiment(cell) -> bool:
-    return "experiment" in cell.metadata.get("tags", [])
-
-
-def _run_cells(nb) -> dict:
-    """Execute the notebook's code cells, experiments excluded, in one namespace."""
-    namespace: dict = {}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and not _is_experiment(cell):
-            exec(compile(cell.source, f"<cell {_nbgrader(cell)['grade_id']}>", "exec"), namespace)
-    return namespace
+solved = harness.solved  # a fixture: the solved notebook's namespace, for LESSON
 
 
 @pytest.fixture(scope="module")
-def solved() -> dict:
-    return _run_cells(_read())
-
-
-@pytest.fixture(scope="module")
-def exercises(solved) -> dict[str, Exercise]:
+def exercises() -> dict[str, Exercise]:
     """The check cells' exercises by variable name (dropout_forward has two)."""
-    return {name: obj for name, obj in solved.items() if isinstance(obj, Exercise)}
+    return harness.exercises_by_variable(LESSON)
 
 
-def _public_only(exercise: Exercise) -> Exercise:
-    public = copy.copy(exercise)
-    public.hidden_cases = []
-    return public
-
-
-def _check_quietly(exercise: Exercise, fn) -> None:
-    with warnings.catch_warnings():  # as in a notebook: numpy's warnings are printed, not raised
-        warnings.simplefilter("ignore")
-        exercise.check(fn)
-
-
-# --- structure ---------------------------------------------------------------------------------
-def test_cells_carry_nbgrader_metadata_and_no_outputs():
-    nb = _read()
-    assert nb.metadata["kernelspec"]["name"] == "python3"
-    ids = [_nbgrader(c)["grade_id"] for c in nb.cells]
-    assert len(ids) == len(set(ids)), "grade_ids must be unique"
-    for cell in nb.cells:
-        meta = _nbgrader(cell)
-        assert meta["schema_version"] == 3 and meta["task"] is False
-        assert meta["locked"] is (not meta["solution"])
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, meta["grade_id"]
-        if meta["solution"]:
-            assert cell.source.count("### BEGIN SOLUTION") == cell.source.count(
-                "### END SOLUTION") >= 1
-            assert not meta["grade"]
-        if meta["grade"]:
-            assert meta["points"] in (1, 2) and not _is_experiment(cell)
-            assert "### BEGIN HIDDEN TESTS" in cell.source and ".check(" in cell.source
-            assert cell.source.startswith('"""`'), "a test cell opens with what it checks"
-            assert "np.random.default_rng(" in cell.source, "hidden scenarios are seeded"
-
-
-def test_cell_order_and_setup():
-    cells = _read().cells
-    assert [_nbgrader(c)["grade_id"] for c in cells[:3]] == ["title", "colab_setup", "setup"]
-    title = cells[0].source
-    assert "colab.research.google.com/github/dlopt-course/deep-learning-optimization/blob/main/" \
-           "course/07_dropout/07_dropout.ipynb" in title
-    assert "mybinder.org/v2/gh/dlopt-course/deep-learning-optimization/main?urlpath=lab/tree/" \
-           "course/07_dropout/07_dropout.ipynb" in title
-    assert "rng = np.random.default_rng(0)" in cells[2].source
-    assert cells[-1].cell_type == "markdown" and "Summary" in cells[-1].source
-    for cell in cells[3:]:
-        if cell.cell_type == "code":
-            assert not re.search(r"^\s*(import|from)\s+\w", cell.source, re.M), \
-                f"import outside the setup cell: {_nbgrader(cell)['grade_id']}"
-
-
-def test_each_graded_function_has_a_derivation_a_stub_and_checks(exercises):
-    cells = _read().cells
-    assert sorted({e.function for e in exercises.values()}) == sorted(GRADED)
-    for name in GRADED:
-        stub = [i for i, c in enumerate(cells) if _nbgrader(c)["solution"]
-                and re.search(rf"^def {name}\(", c.source, re.M)]
-        assert len(stub) == 1, name
-        before = "\n".join(c.source for c in cells[:stub[0]] if c.cell_type == "markdown")
-        assert f"You will implement `{name}`" in before, f"no derivation introduces {name}"
-        after = cells[stub[0] + 1]
-        assert _nbgrader(after)["grade"] and f".check({name})" in after.source, name
+# --- what this lesson states --------------------------------------------------------------------
+test_graded_functions_are_the_expected_ones = harness.graded_functions_test(LESSON, GRADED)
 
 
 def test_misconceptions_are_stated():
-    text = "\n".join(c.source for c in _read().cells if c.cell_type == "markdown")
+    text = harness.markdown(LESSON)
     assert "Bernoulli" in text and "inverted dropout" in text
     assert "`out = x * (1 - p)`" in text and "Gaussian" in text
     assert "**unscaled** dropout" in text and "**active at evaluation**" in text
@@ -141,37 +50,6 @@ def test_docstrings_state_the_conventions(solved):
     doc = solved["dropout_backward"].__doc__
     for convention in ("SAME mask", "p = 1", "dx = dout"):
         assert convention in doc, convention
-
-
-# --- the checks --------------------------------------------------------------------------------
-@pytest.mark.parametrize("variable", ["dropout_forward_checks", "seeded_checks",
-                                      "dropout_backward_checks"])
-def test_solution_passes_every_scenario(solved, exercises, variable):
-    exercise = exercises[variable]
-    exercise.check(solved[exercise.function])  # raises CheckFailed on any failing scenario
-    assert len(exercise.cases) >= 3 and len(exercise.hidden_cases) >= 2
-    assert len(exercise.mistakes) >= 3
-
-
-@pytest.mark.parametrize("variable", ["dropout_forward_checks", "seeded_checks",
-                                      "dropout_backward_checks"])
-def test_every_mistake_is_caught_and_named_from_public_scenarios(exercises, variable):
-    public = _public_only(exercises[variable])
-    for mistake in public.mistakes:
-        with pytest.raises(CheckFailed) as failure:
-            _check_quietly(public, mistake.fn)
-        assert MISTAKE_PREFIX + mistake.message in str(failure.value), (
-            f"{variable}: mistake not named: {mistake.message}\n{failure.value}")
-
-
-@pytest.mark.parametrize("variable", ["dropout_forward_checks", "seeded_checks",
-                                      "dropout_backward_checks"])
-def test_unimplemented_function_is_reported_as_such(exercises, variable):
-    def stub(*args, **kwargs):
-        raise NotImplementedError("replace this line with your code")
-
-    with pytest.raises(NotImplementedError, match="is not implemented yet"):
-        exercises[variable].check(stub)
 
 
 # --- other correct implementations, and mistakes drawn another way ------------------------------
@@ -269,9 +147,8 @@ OWN_MISTAKES = [
 @pytest.mark.parametrize("fn,message", OWN_MISTAKES, ids=[m for _, m in OWN_MISTAKES])
 def test_mistakes_with_other_draws_are_still_named(exercises, fn, message):
     """Statistics make the names independent of how the learner drew the mask."""
-    with pytest.raises(CheckFailed) as failure:
-        _check_quietly(_public_only(exercises["dropout_forward_checks"]), fn)
-    assert MISTAKE_PREFIX + message in str(failure.value), str(failure.value)
+    named = harness.public_failure(exercises["dropout_forward_checks"], fn)
+    assert MISTAKE_PREFIX + message in named, named
 
 
 @pytest.mark.parametrize("p", [0.05, 0.3, 0.5, 0.9])
@@ -324,41 +201,11 @@ def test_statistics_reference_reports_torchs_own_mask(solved):
     assert cache == (None, 0.4) and np.array_equal(out, x)
 
 
-# --- the student copy ----------------------------------------------------------------------------
-def _student_copy():
-    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
-
-    nb, resources = ClearSolutions().preprocess(_read(), {})
-    nb, _ = ClearHiddenTests().preprocess(nb, resources)
-    return nb
-
-
-def test_student_copy_has_no_solutions_or_hidden_tests():
-    nb = _student_copy()
-    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "BEGIN SOLUTION" not in code and "HIDDEN TESTS" not in code
-    assert "hidden_rng" not in code
-    assert code.count("raise NotImplementedError") == len(GRADED)
-
-
-def test_student_copy_stops_only_at_checks_and_experiments_say_what_to_implement(capsys):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    namespace: dict = {}
-    raised = []
-    for cell in _student_copy().cells:
-        if cell.cell_type != "code":
-            continue
-        try:
-            exec(compile(cell.source, "<student cell>", "exec"), namespace)
-        except NotImplementedError as exc:
-            assert _nbgrader(cell)["grade"], "only check cells may stop"
-            assert "is not implemented yet" in str(exc)
-            raised.append(_nbgrader(cell)["grade_id"])
-    graded = [_nbgrader(c)["grade_id"] for c in _read().cells if _nbgrader(c)["grade"]]
-    assert raised == graded
-    printed = capsys.readouterr().out
+# --- the student copy -----------------------------------------------------------------------------
+def test_student_copy_experiments_say_what_to_implement():
+    run = harness.run_student_copy(LESSON, experiments=True)
+    assert run.raised == harness.check_cell_ids(LESSON)
+    printed = "".join(run.printed.values())
     assert printed.count("implement `dropout_forward` first") >= 3
-    explorer = namespace["dropout_plots"].OverfittingExplorer(None, "implement `x` first")
+    explorer = run.namespace["dropout_plots"].OverfittingExplorer(None, "implement `x` first")
     assert explorer.messages == ["implement `x` first"]

@@ -1,136 +1,43 @@
-"""Lesson 08 (PyTorch from NumPy): the notebook's structure, its checks, and its student copy.
+"""Lesson 08 (PyTorch from NumPy): what this lesson alone states and computes.
 
-Fast tests run the notebook's code cells in this process (experiments excluded): every check
-passes with the instructor's solution, every classic mistake listed in a check is caught and
-named from the public scenarios alone, and the solutions agree with torch beyond the scenarios
-(random hyperparameters, seeds, groups). The student copy's checks and experiments are run with
-its stubs. GPU variants run the same comparisons on CUDA, against torch on the CPU.
+The contract every lesson keeps (structure, checks, student copy, notebook runs) is tested in
+test_lesson_contract.py. Here: the graded items are the expected ones, the setup picks a device,
+the misconceptions and conventions are stated, the solutions agree with torch beyond the
+scenarios (random hyperparameters, seeds, groups), and the student copy's experiments say what is
+missing. GPU variants run the same comparisons on CUDA, against torch on the CPU.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import functools
-import io
-import re
-import warnings
-from pathlib import Path
 
-import nbformat
+import lesson_harness as harness
 import numpy as np
 import pytest
 import torch
 
 from dlopt import torch_drivers
-from dlopt.check import CheckFailed, Exercise, compare
+from dlopt.check import compare
 from dlopt.torch_variants import TorchBatchNorm, TorchFunction
 
-ROOT = Path(__file__).resolve().parents[1]
 LESSON = "08_pytorch_from_numpy"
-NOTEBOOK = ROOT / "solutions" / LESSON / f"{LESSON}.ipynb"
 GRADED = ["hessian_vector_product", "Sigmoid", "ReLU", "BatchNormFunction", "BatchNorm1d",
           "Dropout", "SGD", "RMSprop", "Adam", "AdamW", "ForeachAdam"]
 OPTIMIZERS = ["SGD", "RMSprop", "Adam", "AdamW"]
-MISTAKE_PREFIX = "This matches a classic mistake: "
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+solved, exercises = harness.solved, harness.exercises  # fixtures, for LESSON
 
 
-def _read():
-    return nbformat.read(NOTEBOOK, as_version=4)
+# --- what this lesson states --------------------------------------------------------------------
+test_graded_items_are_the_expected_ones = harness.graded_functions_test(LESSON, GRADED)
 
 
-def _nbgrader(cell) -> dict:
-    return cell.metadata["nbgrader"]
-
-
-def _is_experiment(cell) -> bool:
-    return "experiment" in cell.metadata.get("tags", [])
-
-
-def _run_cells(nb, *, experiments=False) -> dict:
-    """Execute the notebook's code cells in one namespace (experiments only if asked)."""
-    namespace: dict = {}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and (experiments or not _is_experiment(cell)):
-            with contextlib.redirect_stdout(io.StringIO()):
-                exec(compile(cell.source, f"<cell {_nbgrader(cell)['grade_id']}>", "exec"),
-                     namespace)
-    return namespace
-
-
-@pytest.fixture(scope="module")
-def solved() -> dict:
-    return _run_cells(_read())
-
-
-@pytest.fixture(scope="module")
-def exercises(solved) -> dict[str, Exercise]:
-    return {obj.function: obj for obj in solved.values() if isinstance(obj, Exercise)}
-
-
-def _public_only(exercise: Exercise) -> Exercise:
-    public = copy.copy(exercise)
-    public.hidden_cases = []
-    return public
-
-
-# --- structure ---------------------------------------------------------------------------------
-def test_cells_carry_nbgrader_metadata_and_no_outputs():
-    nb = _read()
-    assert nb.metadata["kernelspec"]["name"] == "python3"
-    ids = [_nbgrader(c)["grade_id"] for c in nb.cells]
-    assert len(ids) == len(set(ids)), "grade_ids must be unique"
-    for cell in nb.cells:
-        meta = _nbgrader(cell)
-        assert meta["schema_version"] == 3 and meta["task"] is False
-        assert meta["locked"] is (not meta["solution"])
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, meta["grade_id"]
-        if meta["solution"]:
-            begins = cell.source.count("### BEGIN SOLUTION")
-            assert begins == cell.source.count("### END SOLUTION") >= 1
-            assert not meta["grade"]
-        if meta["grade"]:
-            assert meta["points"] in (1, 2) and not _is_experiment(cell)
-            assert "### BEGIN HIDDEN TESTS" in cell.source and ".check(" in cell.source
-            assert cell.source.startswith('"""`'), "a test cell opens with what it checks"
-            assert "np.random.default_rng(" in cell.source, "hidden scenarios are seeded"
-
-
-def test_cell_order_and_setup():
-    cells = _read().cells
-    assert [_nbgrader(c)["grade_id"] for c in cells[:3]] == ["title", "colab_setup", "setup"]
-    title = cells[0].source
-    assert ("colab.research.google.com/github/dlopt-course/deep-learning-optimization/blob/main/"
-            f"course/{LESSON}/{LESSON}.ipynb") in title
-    assert ("mybinder.org/v2/gh/dlopt-course/deep-learning-optimization/main?urlpath=lab/tree/"
-            f"course/{LESSON}/{LESSON}.ipynb") in title
-    setup = cells[2].source
-    assert "rng = np.random.default_rng(0)" in setup and "device = best_device()" in setup
-    assert cells[-1].cell_type == "markdown" and "Summary" in cells[-1].source
-    for cell in cells[3:]:
-        if cell.cell_type == "code":
-            assert not re.search(r"^\s*(import|from)\s+\w", cell.source, re.M), \
-                f"import outside the setup cell: {_nbgrader(cell)['grade_id']}"
-
-
-def test_each_graded_item_has_a_derivation_a_stub_and_a_check(exercises):
-    cells = _read().cells
-    assert sorted(exercises) == sorted(GRADED)
-    for name in GRADED:
-        stub = [i for i, c in enumerate(cells) if _nbgrader(c)["solution"]
-                and re.search(rf"^(def|class) {name}\(", c.source, re.M)]
-        assert len(stub) == 1, name
-        before = "\n".join(c.source for c in cells[:stub[0]] if c.cell_type == "markdown")
-        assert re.search(rf"You will implement [`\w, ]*`{name}`", before), \
-            f"no derivation introduces {name}"
-        after = cells[stub[0] + 1]
-        assert _nbgrader(after)["grade"] and f".check({name})" in after.source, name
+def test_setup_picks_the_device():
+    assert "device = best_device()" in harness.cell_sources(LESSON)["setup"]
 
 
 def test_misconceptions_and_conventions_are_stated():
-    text = " ".join("\n".join(c.source for c in _read().cells if c.cell_type == "markdown").split())
+    text = " ".join(harness.markdown(LESSON).split())
     for phrase in ("ReLU's gradient is 1", "momentum normalizes", "RMSprop sums the mean",
                    "Adam adds the mean and the variance", "unscaled dropout",
                    "dropout still active at evaluation", "without $\\gamma$ and $\\beta$",
@@ -142,31 +49,12 @@ def test_misconceptions_and_conventions_are_stated():
 
 
 def test_gpu_cells_explain_themselves_without_a_gpu():
-    cells = {_nbgrader(c)["grade_id"]: c.source for c in _read().cells}
+    cells = harness.cell_sources(LESSON)
     for grade_id in ("experiment_gpu_matmul", "experiment_gpu_training"):
         assert 'if device == "cpu":' in cells[grade_id] and "On a GPU" in cells[grade_id]
 
 
 # --- the checks --------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", GRADED)
-def test_solution_passes_every_scenario(solved, exercises, name):
-    exercises[name].check(solved[name])  # raises CheckFailed on any failing scenario
-    assert len(exercises[name].cases) >= 2
-    assert len(exercises[name].hidden_cases) >= 3
-    assert len(exercises[name].mistakes) >= 3
-
-
-@pytest.mark.parametrize("name", GRADED)
-def test_every_mistake_is_caught_and_named_from_public_scenarios(exercises, name):
-    public = _public_only(exercises[name])
-    for mistake in public.mistakes:
-        with pytest.raises(CheckFailed) as failure, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            public.check(mistake.fn)
-        assert MISTAKE_PREFIX + mistake.message in str(failure.value), (
-            f"{name}: mistake not named: {mistake.message}\n{failure.value}")
-
-
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_optimizer_checks_cover_the_contract(exercises, name):
     """Two groups, a state_dict round trip, a closure and the constructor, in public scenarios."""
@@ -258,46 +146,13 @@ def test_learners_modules_move_with_the_model(solved):
     assert set(bn.state_dict()) == set(torch.nn.BatchNorm1d(3).state_dict())
 
 
-# --- the student copy ----------------------------------------------------------------------------
-def _student_copy():
-    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
-
-    nb, resources = ClearSolutions().preprocess(_read(), {})
-    nb, _ = ClearHiddenTests().preprocess(nb, resources)
-    return nb
-
-
-def test_student_copy_has_no_solutions_or_hidden_tests():
-    nb = _student_copy()
-    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "BEGIN SOLUTION" not in code and "HIDDEN TESTS" not in code
-    assert "hidden_rng" not in code
-    stubs = sum(c.source.count("### BEGIN SOLUTION") for c in _read().cells
-                if _nbgrader(c)["solution"])
-    assert stubs == 19 and code.count("raise NotImplementedError") == stubs
-
-
-def test_student_copy_checks_say_not_implemented_and_experiments_say_what_is_missing():
-    namespace: dict = {}
-    raised, printed = [], {}
-    for cell in _student_copy().cells:
-        if cell.cell_type != "code":
-            continue
-        grade_id = _nbgrader(cell)["grade_id"]
-        out = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out):
-                exec(compile(cell.source, "<student cell>", "exec"), namespace)
-        except NotImplementedError as exc:
-            assert _nbgrader(cell)["grade"], f"only check cells may stop: {grade_id}"
-            assert "is not implemented yet" in str(exc)
-            raised.append(grade_id)
-        printed[grade_id] = out.getvalue()
-    graded = [_nbgrader(c)["grade_id"] for c in _read().cells if _nbgrader(c)["grade"]]
-    assert raised == graded
+# --- the student copy -----------------------------------------------------------------------------
+def test_student_copy_experiments_say_what_is_missing():
+    run = harness.run_student_copy(LESSON, experiments=True)
+    assert run.raised == harness.check_cell_ids(LESSON)
     for grade_id in ("experiment_gradcheck_activations", "experiment_gradcheck_batch_norm",
                      "experiment_state_dict", "experiment_foreach_timing", "experiment_training"):
-        assert "implement `" in printed[grade_id], (grade_id, printed[grade_id])
+        assert "implement `" in run.printed[grade_id], (grade_id, run.printed[grade_id])
 
 
 # --- on a GPU ------------------------------------------------------------------------------------

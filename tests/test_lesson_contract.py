@@ -23,12 +23,12 @@ from lesson_harness import (
     ROOT,
     check_calls,
     check_cell_ids,
-    exercises_by_variable,
     executed_solution,
     executed_student_copy,
+    exercises_by_variable,
+    grade_id,
     graded_functions,
     graded_lessons,
-    grade_id,
     is_experiment,
     nbgrader,
     printed_text,
@@ -45,7 +45,7 @@ LESSONS = graded_lessons()
 EXERCISES = [pytest.param(lesson, variable, id=f"{lesson}:{variable}")
              for lesson in LESSONS for variable, _ in check_calls(lesson)]
 
-# --- the exceptions, by lesson --------------------------------------------------------------------
+# --- the exceptions, by lesson -------------------------------------------------------------------
 # 00 is the course's front page: it opens with an "intro" cell (not a lesson "title") and ends
 # with the table of lessons, not a Summary.
 FIRST_CELL = {"00_start_here": "intro"}
@@ -66,18 +66,22 @@ FEWEST_SCENARIOS = {
     "01_activations": (3, 2),  # tanh_grad, relu, leaky_relu, gelu, gelu_grad: 2 hidden
     "02_losses_backprop": (2, 2),  # the init std checks: 2 each; linear_forward: 2 hidden
     "04_adaptive_optimizers": (3, 2),  # exponential_lr: 2 hidden
-    "05_regularization": (2, 3),  # choose_lambda_by_cv: 2 public (each a whole CV sweep)
+    "05_regularization": (2, 3),  # choose_lambda_by_cv: 2 public
     "08_pytorch_from_numpy": (2, 3),  # ReLU and ForeachAdam: 2 public
 }
-# Student experiment cells that need not say "implement ... first": 00's demonstrations use no
-# learner function; 05's overfitting explorer draws its data before any exercise is used.
+# Student experiment cells that need not say "implement ... first", since they use no learner
+# function: 00's demonstrations; 08's tensor tour and its GPU cells, which on a machine without a
+# GPU only explain what they would measure; 09's measurements of torch's own kernels.
 EXPERIMENTS_WITHOUT_EXERCISES = {
     "00_start_here": {"timing_demo", "widget_check", "feedback_demo"},
-    "05_regularization": {"experiment_overfit_explorer"},
+    "08_pytorch_from_numpy": {"experiment_tensors", "experiment_gpu_matmul",
+                              "experiment_gpu_training"},
+    "09_performance": {"experiment_async_timeline", "experiment_compile", "experiment_precision",
+                       "experiment_batch_size", "experiment_data_loading"},
 }
 
 
-# --- structure ---------------------------------------------------------------------------------
+# --- structure -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_cells_carry_nbgrader_metadata_and_no_outputs(lesson):
     nb = read(lesson)
@@ -157,7 +161,7 @@ def test_dlopt_modules_hold_no_answer(lesson):
                 f"{path.name} defines {name}"
 
 
-# --- the checks --------------------------------------------------------------------------------
+# --- the checks ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("lesson,variable", EXERCISES)
 def test_solution_passes_every_scenario(lesson, variable):
     exercise = exercises_by_variable(lesson)[variable]
@@ -180,11 +184,11 @@ def test_every_mistake_is_caught_and_named_from_public_scenarios(lesson, variabl
 
 @pytest.mark.parametrize("lesson,variable", EXERCISES)
 def test_unimplemented_function_is_reported_as_such(lesson, variable):
-    def stub(*args, **kwargs):
-        raise NotImplementedError("replace this line with your code")
-
+    """The learner's own stub, from the student copy (a class for lesson 08's classes)."""
+    exercise = exercises_by_variable(lesson)[variable]
+    stub = run_student_copy(lesson).namespace[exercise.function]
     with pytest.raises(NotImplementedError, match="is not implemented yet"):
-        exercises_by_variable(lesson)[variable].check(stub)
+        exercise.check(stub)
 
 
 # --- the student copy ----------------------------------------------------------------------------
@@ -205,7 +209,7 @@ def test_student_copy_checks_say_not_implemented(lesson):
     assert run_student_copy(lesson).raised == check_cell_ids(lesson)
 
 
-# --- executing the notebooks -----------------------------------------------------------------
+# --- executing the notebooks ---------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_solved_notebook_runs_top_to_bottom_quickly(lesson):

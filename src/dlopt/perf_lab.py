@@ -12,15 +12,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from dlopt.data import DigitsSplit, load_digits_split
-from dlopt.gpu_timing import measure_device
+from dlopt.gpu_timing import cpu_threads, device_sync, measure_device
 from dlopt.timing import measure
 
 __all__ = [
@@ -71,7 +73,8 @@ def _number_for(seconds_guess: float) -> int:
 
 
 def speedup_table(op: str = "elementwise", sizes: Sequence[int] = (), *, device: str = "cpu",
-                  repeat: int = 5, seed: int = 0, threads: int | None = None) -> SpeedupTable:
+                  repeat: int = 5, seed: int = 0, threads: int | None = None,
+                  timer: Callable | None = None) -> SpeedupTable:
     """Time ``op`` in NumPy, torch on the CPU and torch on ``device`` (if not the CPU).
 
     Parameters
@@ -89,8 +92,13 @@ def speedup_table(op: str = "elementwise", sizes: Sequence[int] = (), *, device:
         2 ms, so that tiny operations are measurable.
     seed : int
     threads : int, optional
-        Torch's CPU threads during the measurement (restored afterwards). NumPy uses its
-        own BLAS threads.
+        CPU threads during the measurement, for torch and for NumPy's BLAS alike (restored
+        afterwards). Default: leave both as they are.
+    timer : callable, optional
+        ``timer(fn, clock, sync, warmup=..., repeat=...) -> {"median": seconds, ...}``, the
+        interface of lesson 09's ``time_with_warmup``, called with ``time.perf_counter`` and
+        the device's synchronize. Default: :func:`dlopt.gpu_timing.measure_device` with the
+        host clock.
 
     Returns
     -------
@@ -104,10 +112,9 @@ def speedup_table(op: str = "elementwise", sizes: Sequence[int] = (), *, device:
     backends = ["numpy", "torch cpu"] + ([f"torch {device}"] if device != "cpu" else [])
     table = SpeedupTable(op, np.asarray(sizes, dtype=np.int64),
                          {b: np.zeros(len(sizes)) for b in backends})
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    blas = (threadpool_limits(limits=threads, user_api="blas") if threads is not None
+            else contextlib.nullcontext())
+    with cpu_threads(threads), blas:
         for i, size in enumerate(sizes):
             shape = (size,) if op == "elementwise" else (size, size)
             arrays = [rng.standard_normal(shape, dtype=np.float32) for _ in range(3)]
@@ -124,12 +131,20 @@ def speedup_table(op: str = "elementwise", sizes: Sequence[int] = (), *, device:
                     def fn(a=a, b=b):
                         return a @ b
                 where = "cpu" if backend in ("numpy", "torch cpu") else device
-                guess = measure(fn, repeat=1, warmup=1).median
-                timing = measure_device(fn, where, repeat=repeat, warmup=1,
-                                        number=_number_for(guess), events=False)
-                table.seconds[backend][i] = timing.median
-    finally:
-        torch.set_num_threads(before)
+                guess = measure(fn, repeat=1, warmup=1, sync=device_sync(where)).median
+                number = _number_for(guess)
+                if timer is None:
+                    seconds = measure_device(fn, where, repeat=repeat, warmup=1, number=number,
+                                             events=False).median
+                else:
+                    def calls(fn=fn, number=number):
+                        for _ in range(number):
+                            fn()
+
+                    result = timer(calls, time.perf_counter, device_sync(where), warmup=1,
+                                   repeat=repeat)
+                    seconds = float(result["median"]) / number
+                table.seconds[backend][i] = seconds
     return table
 
 
@@ -171,7 +186,7 @@ class BatchRun:
 def batch_size_sweep(batch_sizes: Sequence[int] = (8, 32, 128, 512), *, examples: int = 8192,
                      lr: float = 0.05, hidden: int = 64, seed: int = 0, device: str = "cpu",
                      eval_every: int = 512, data: DigitsSplit | None = None,
-                     cpu_threads: int | None = 1) -> list[BatchRun]:
+                     threads: int | None = 1) -> list[BatchRun]:
     """Train ``64 -> hidden -> 10`` (ReLU) with SGD on the digits for ``examples`` examples.
 
     Every batch size starts from the same weights, uses the same ``lr`` and sees the same
@@ -188,55 +203,50 @@ def batch_size_sweep(batch_sizes: Sequence[int] = (8, 32, 128, 512), *, examples
     eval_every : int
         Examples between two evaluations of the full training loss.
     data : DigitsSplit, optional
-    cpu_threads : int or None
-        Torch's CPU threads during the runs (one by default: small operations).
+    threads : int or None
+        Torch's CPU threads during the runs (one by default: small operations); None leaves
+        the setting alone.
 
     Returns
     -------
     list of BatchRun
     """
     data = data if data is not None else load_digits_split(seed=0)
+    sync = device_sync(device)
     runs = []
-    before = torch.get_num_threads()
-    if cpu_threads is not None:
-        torch.set_num_threads(cpu_threads)
-    try:
-        with torch.random.fork_rng(devices=[]), torch.enable_grad():
-            X = torch.tensor(data.X_train, dtype=torch.float32, device=device)
-            y = torch.tensor(data.y_train, device=device)
-            for batch_size in batch_sizes:
-                torch.manual_seed(seed)
-                model = torch.nn.Sequential(torch.nn.Linear(64, hidden), torch.nn.ReLU(),
-                                            torch.nn.Linear(hidden, 10)).to(device)
-                opt = torch.optim.SGD(model.parameters(), lr=lr)
-                rng = np.random.default_rng(seed)
-                order, pos = rng.permutation(len(X)), 0
-                seen, checkpoints, losses, busy = 0, [], [], 0.0
-                next_eval = 0
-                while True:
-                    if seen >= next_eval:
-                        with torch.no_grad():
-                            losses.append(float(torch.nn.functional.cross_entropy(model(X), y)))
-                        checkpoints.append(seen)
-                        next_eval += eval_every
-                    if seen >= examples:
-                        break
-                    if pos + batch_size > len(X):
-                        order, pos = rng.permutation(len(X)), 0
-                    idx = torch.as_tensor(order[pos:pos + batch_size], device=device)
-                    pos += batch_size
-                    start = time.perf_counter()
-                    opt.zero_grad(set_to_none=True)
-                    torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
-                    opt.step()
-                    if device != "cpu":
-                        torch.cuda.synchronize() if device.startswith("cuda") else None
-                    busy += time.perf_counter() - start
-                    seen += batch_size
-                runs.append(BatchRun(int(batch_size), seen / busy, np.array(checkpoints),
-                                     np.array(losses)))
-    finally:
-        torch.set_num_threads(before)
+    with cpu_threads(threads), torch.random.fork_rng(devices=[]), torch.enable_grad():
+        X = torch.tensor(data.X_train, dtype=torch.float32, device=device)
+        y = torch.tensor(data.y_train, device=device)
+        for batch_size in batch_sizes:
+            torch.manual_seed(seed)
+            model = torch.nn.Sequential(torch.nn.Linear(64, hidden), torch.nn.ReLU(),
+                                        torch.nn.Linear(hidden, 10)).to(device)
+            opt = torch.optim.SGD(model.parameters(), lr=lr)
+            rng = np.random.default_rng(seed)
+            order, pos = rng.permutation(len(X)), 0
+            seen, checkpoints, losses, busy = 0, [], [], 0.0
+            next_eval = 0
+            while True:
+                if seen >= next_eval:
+                    with torch.no_grad():
+                        losses.append(float(torch.nn.functional.cross_entropy(model(X), y)))
+                    checkpoints.append(seen)
+                    next_eval += eval_every
+                if seen >= examples:
+                    break
+                if pos + batch_size > len(X):
+                    order, pos = rng.permutation(len(X)), 0
+                idx = torch.as_tensor(order[pos:pos + batch_size], device=device)
+                pos += batch_size
+                start = time.perf_counter()
+                opt.zero_grad(set_to_none=True)
+                torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+                opt.step()
+                sync()
+                busy += time.perf_counter() - start
+                seen += batch_size
+            runs.append(BatchRun(int(batch_size), seen / busy, np.array(checkpoints),
+                                 np.array(losses)))
     return runs
 
 

@@ -7,8 +7,11 @@
 - :func:`torch_adam_step_bytes` is the trusted reference of lesson 09's ``adam_step_bytes``:
   it traces one step of ``torch.optim.Adam`` and counts the persistent tensors torch reads
   and writes, so the count comes from torch's own implementation, not from our formula.
-- :func:`copy_timing` and :func:`matmul_timing` measure what a device can do: a large
-  ``copy_`` (its bandwidth) and a large matrix product (its arithmetic throughput).
+- :func:`copy_timing`, :func:`inplace_timing` and :func:`matmul_timing` measure what a device
+  can do: a large ``copy_`` and a large in-place update (its bandwidth) and a large matrix
+  product (its arithmetic throughput). On a CPU, a copy into a buffer that is not in the cache
+  first reads the destination's lines (*write-allocate*), so it moves three bytes for every two
+  it is credited with; an in-place update, like an optimizer step, does not pay that.
 - :func:`optimizer_step_timing` times ``step()`` of an optimizer on ``n_params`` parameters.
 - :func:`plot_roofline` draws the roofline model with measured points.
 
@@ -31,6 +34,7 @@ from dlopt.timing import Timing
 __all__ = [
     "Traffic",
     "copy_timing",
+    "inplace_timing",
     "matmul_timing",
     "optimizer_step_timing",
     "plot_roofline",
@@ -226,6 +230,23 @@ def copy_timing(n_bytes: int = 64 * 2**20, device: str = "cpu", *, repeat: int =
     src = torch.ones(n, device=device)
     dst = torch.empty_like(src)
     timing = measure_device(lambda: dst.copy_(src), device, repeat=repeat, warmup=warmup)
+    return 2 * n * 4, timing
+
+
+def inplace_timing(n_bytes: int = 64 * 2**20, device: str = "cpu", *, repeat: int = 7,
+                   warmup: int = 2) -> tuple[int, Timing]:
+    """Time ``x.mul_(1.0)`` for a float32 tensor ``x`` of ``n_bytes``: read and write in place.
+
+    Returns
+    -------
+    bytes_moved : int
+        ``2 * n_bytes``: every entry is read and written back.
+    timing : Timing
+        Seconds per update.
+    """
+    n = max(1, int(n_bytes) // 4)
+    x = torch.ones(n, device=device)
+    timing = measure_device(lambda: x.mul_(1.0), device, repeat=repeat, warmup=warmup)
     return 2 * n * 4, timing
 
 

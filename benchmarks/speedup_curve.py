@@ -1,0 +1,87 @@
+"""NumPy against torch on the CPU (and torch on a GPU when there is one) across problem sizes.
+
+Two operations on float32 data: ``a * b + c`` on vectors (memory-bound: 12 bytes read and 4
+written per 2 flops) and ``a @ b`` on square matrices (compute-bound once large). Every entry is
+the median over ``--repeat`` runs after a warm-up, each run repeating the operation for about
+2 ms so that microsecond operations are measurable; GPU times include a synchronize but not the
+copy from the host. The script prints the table of times, the speed-ups over NumPy, where torch
+starts to win (the crossover), and saves the figure to ``benchmarks/figures/speedup_curve.png``.
+It asserts nothing: the unit tests never depend on timing.
+
+Torch and NumPy's BLAS use ``--threads`` threads (default 1: on a shared machine, threads that
+wait for a busy core make short operations many times slower; 0 leaves every library's default).
+
+Run from the repository root:  python benchmarks/speedup_curve.py [--device cpu|cuda]
+[--repeat 5] [--threads 1] [--max-elementwise 2**24] [--max-matmul 2048]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dlopt import perf_lab
+from dlopt.env import best_device
+from dlopt.plotting import new_figure
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURE = ROOT / "benchmarks" / "figures" / "speedup_curve.png"
+
+
+def print_table(table: perf_lab.SpeedupTable) -> None:
+    backends = list(table.seconds)
+    unit = "n (vector)" if table.op == "elementwise" else "n (n x n)"
+    print(f"\n{'a * b + c' if table.op == 'elementwise' else 'a @ b'}: median µs per operation, "
+          f"and speed-up over numpy")
+    print(f"{unit:>11}  " + "  ".join(f"{b:>12}" for b in backends) + "  "
+          + "  ".join(f"{b + ' / np':>16}" for b in backends[1:]))
+    for i, size in enumerate(table.sizes):
+        times = [table.seconds[b][i] for b in backends]
+        print(f"{size:>11}  " + "  ".join(f"{t * 1e6:12.2f}" for t in times) + "  "
+              + "  ".join(f"{times[0] / t:15.2f}x" for t in times[1:]))
+    for backend in backends[1:]:
+        cross = table.crossover("numpy", backend)
+        where = f"from n = {cross} on" if cross is not None else "not at every size beyond a point"
+        print(f"  {backend} is faster than numpy {where}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: the best one)")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-elementwise", type=int, default=2**24)
+    parser.add_argument("--max-matmul", type=int, default=2048)
+    args = parser.parse_args(argv)
+    device = args.device or best_device()
+    threads = None if args.threads == 0 else args.threads
+    name = torch.cuda.get_device_name(0) if device.startswith("cuda") else (
+        platform.processor() or platform.machine())
+    print(f"device: {device} ({name}, {os.cpu_count()} CPUs, numpy {np.__version__}, "
+          f"torch {torch.__version__}, threads {threads or 'default'}); "
+          f"load average {os.getloadavg()[0]:.1f}")
+    elementwise = [2**k for k in range(4, 25, 2) if 2**k <= args.max_elementwise]
+    matmul = [n for n in (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+              if n <= args.max_matmul]
+    tables = [perf_lab.speedup_table("elementwise", elementwise, device=device,
+                                     repeat=args.repeat, threads=threads),
+              perf_lab.speedup_table("matmul", matmul, device=device, repeat=args.repeat,
+                                     threads=threads)]
+    for table in tables:
+        print_table(table)
+    fig, axes = new_figure(1, 2, figsize=(11, 4))
+    for ax, table in zip(axes, tables, strict=True):
+        perf_lab.plot_speedup(ax, table)
+    fig.suptitle(f"NumPy vs torch on {device} ({name}), threads: {threads or 'default'}")
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURE, dpi=100)
+    print(f"\nfigure saved to {FIGURE.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,4 @@
+"""Real-browser tests.
+
+A package, so that this folder's conftest.py does not shadow tests/conftest.py.
+"""
