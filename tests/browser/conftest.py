@@ -16,7 +16,7 @@ import pytest
 
 from autograder.course import REPO_ROOT, Course
 
-from .lab import CHROMIUM_ARGS, VIEWPORT
+from .lab import APP_READY, CHROMIUM_ARGS, CLEAN_UP, VIEWPORT, load_jupyterlab
 from .server import JupyterLab, make_workspace
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -99,13 +99,56 @@ def browser_context(browser):
         context.close()
 
 
+class LabTab:
+    """One JupyterLab page for the lesson tests, loaded once (about 3 s saved per lesson) and
+    cleaned between tests; reloaded whenever a test left it unusable."""
+
+    def __init__(self, context, lab):
+        self.context, self.lab, self.page = context, lab, None
+
+    def get(self):
+        if self.page is not None and not self.page.is_closed():
+            try:
+                if self.page.evaluate(APP_READY):
+                    return self.page
+            except Exception:  # noqa: BLE001 - navigated away or crashed: start afresh
+                pass
+            self.page.close()
+        self.page = self.context.new_page()
+        self.page.browser_test_console = []
+        self.page.on("pageerror",
+                     lambda error: self.page.browser_test_console.append(f"pageerror: {error}"))
+        load_jupyterlab(self.page, self.lab)
+        return self.page
+
+    def clean(self):
+        try:
+            self.page.evaluate(CLEAN_UP)
+            self.page.browser_test_console.clear()
+        except Exception:  # noqa: BLE001 - the next get() reloads the page
+            self.page.close()
+
+
+@pytest.fixture(scope="session")
+def lab_tab(browser_context, lab):
+    return LabTab(browser_context, lab)
+
+
 @pytest.fixture
-def page(browser_context, artifacts):
-    """A fresh page; a screenshot of it is kept as failure.png should the test fail."""
-    page = browser_context.new_page()
+def page(lab_tab, artifacts):
+    """JupyterLab, with no document open and no kernel running."""
+    page = lab_tab.get()
     page.set_viewport_size(VIEWPORT)
-    page.browser_test_console = []
-    page.on("pageerror", lambda error: page.browser_test_console.append(f"pageerror: {error}"))
+    try:
+        yield page
+    finally:
+        lab_tab.clean()
+
+
+@pytest.fixture
+def fresh_page(browser_context):
+    """A new, blank page of its own."""
+    page = browser_context.new_page()
     try:
         yield page
     finally:
@@ -117,9 +160,9 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        page = item.funcargs.get("page")
+        page = item.funcargs.get("page") or item.funcargs.get("fresh_page")
         folder = item.funcargs.get("artifacts")
-        if page is not None and folder is not None:
+        if page is not None and folder is not None and not (folder / "failure.png").exists():
             try:
                 page.screenshot(path=str(folder / "failure.png"), timeout=10_000)
             except Exception:  # noqa: BLE001 - a failing test's screenshot is best effort

@@ -9,7 +9,6 @@ their DOM, and the bytes of the PNG each ``<img>`` shows.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 OPEN_TIMEOUT = 90
 RUN_TIMEOUT = 240
 REDRAW_TIMEOUT = 60
+SETTLE = 1.5  # an unchanged figure must stay unchanged this long to count as redrawn
 VALIDATE_TIMEOUT = 240
 
 # The notebook panel showing `path`, as `w`; `app` is JupyterLab itself.
@@ -63,13 +63,17 @@ _STATE = "(path) => {" + _PANEL + """
     return {kernel: k ? k.status : 'dead', running, pending};
 }"""
 
-_RUN = "([path, command, index]) => {" + _PANEL + """
+# Resolves when JupyterLab's run is over: every cell ran, or one failed (the kernel then
+# aborts the rest); a timeout keeps a hung run from hanging the test.
+_RUN = "async ([path, command, index, timeout]) => {" + _PANEL + """
     app.shell.activateById(w.id);
     if (index !== null) {
         w.content.deselectAll();
         w.content.activeCellIndex = index;
     }
-    app.commands.execute(command);  // not awaited: progress is polled from Python
+    const run = app.commands.execute(command).catch(() => false);
+    const late = new Promise(resolve => setTimeout(() => resolve('timeout'), timeout));
+    return await Promise.race([run, late]);
 }"""
 
 _SAVE = "async (path) => {" + _PANEL + """
@@ -107,9 +111,52 @@ _KERNEL_EXPRESSION = "async ([path, expression]) => {" + _PANEL + """
     return {value: r.data['text/plain']};
 }"""
 
-_SHUTDOWN = "async (path) => {" + _PANEL + """
-    if (w) await w.sessionContext.shutdown();
+_OPEN = """async (path) => {
+    const app = window.jupyterapp;
+    const w = await app.commands.execute('docmanager:open', {path, factory: 'Notebook'});
+    app.shell.activateById(w.id);
 }"""
+
+_SHUTDOWN = "async (path) => {" + _PANEL + """
+    if (!w) return;
+    await w.sessionContext.shutdown();
+    w.context.model.dirty = false;
+    w.dispose();
+}"""
+
+# Between tests: no dialog, no document, no kernel left over.
+CLEAN_UP = """async () => {
+    const app = window.jupyterapp;
+    document.querySelectorAll('.jp-Dialog').forEach(d => {
+        const button = d.querySelector('.jp-mod-reject, .jp-mod-accept');
+        if (button) button.click();
+    });
+    for (const w of Array.from(app.shell.widgets('main'))) {
+        if (w.context && w.context.model) w.context.model.dirty = false;
+        w.dispose();
+    }
+    const sessions = app.serviceManager.sessions;
+    await sessions.refreshRunning();
+    for (const s of Array.from(sessions.running())) await sessions.shutdown(s.id);
+    document.querySelectorAll('.jp-Dialog').forEach(d => d.remove());
+}"""
+
+# JupyterLab has started and restored its layout.
+APP_READY = """async () => {
+    if (!window.jupyterapp) return false;
+    await window.jupyterapp.restored;
+    return true;
+}"""
+
+
+def load_jupyterlab(page, lab) -> None:
+    """Load JupyterLab (a workspace of the tests' own) in ``page``, file browser folded."""
+    page.goto(lab.url("lab/workspaces/browser-tests"), wait_until="domcontentloaded",
+              timeout=OPEN_TIMEOUT * 1000)
+    page.wait_for_function("() => !!window.jupyterapp", timeout=OPEN_TIMEOUT * 1000,
+                           polling=100)
+    page.evaluate(APP_READY)
+    page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
 
 # Rendered: the view is attached, shows no error, and every image in it has decoded pixels.
 _RENDERED = """(node) => {
@@ -186,6 +233,7 @@ class ControlChange:
     after: str
     redraws: int = 0
     figure_changed: bool | None = None  # None for widgets without a figure
+    fixed: bool = False  # a slider with a single position: nothing to move
 
     def describe(self) -> str:
         return f"widget {self.widget} {self.kind} '{self.label}': {self.before!r} -> {self.after!r}"
@@ -224,15 +272,26 @@ class Lesson:
 
     # -- opening, running, saving ------------------------------------------------------------
     def open(self) -> Lesson:
-        # A workspace of its own: only this notebook is open, whatever ran before.
-        workspace = "bt-" + hashlib.sha1(self.path.encode()).hexdigest()[:10]
-        self.page.goto(self.lab.url(f"lab/workspaces/{workspace}/tree/{self.path}"),
-                       wait_until="domcontentloaded", timeout=OPEN_TIMEOUT * 1000)
-        self.page.wait_for_function(_READY, arg=self.path, timeout=OPEN_TIMEOUT * 1000,
-                                    polling=250)
-        # More room for the notebook (and the screenshots): fold the file browser away.
-        self.page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+        """Open the notebook (File > Open) and wait for its kernel to be idle."""
+        if not (self.lab.root / self.path).is_file():
+            raise LessonError(f"{self.path} does not exist (is the lesson released? "
+                              f"python -m autograder release)")
+        self.page.evaluate(_OPEN, self.path)
+
+        def ready():
+            if self.page.evaluate(_READY, self.path):
+                return True
+            dialog = self.dialog_text()
+            if dialog:
+                raise LessonError(f"JupyterLab shows a dialog while opening: {dialog}")
+            return False
+
+        wait_until(ready, OPEN_TIMEOUT, interval=0.2, what="the notebook and its kernel")
         return self
+
+    def dialog_text(self) -> str | None:
+        dialogs = self.page.locator(".jp-Dialog")
+        return " | ".join(dialogs.all_inner_texts()) if dialogs.count() else None
 
     def state(self) -> dict:
         return self.page.evaluate(_STATE, self.path)
@@ -249,31 +308,35 @@ class Lesson:
             settled.append(quiet)
             return state if quiet and len(settled) >= 2 and settled[-2] else None
 
-        return wait_until(done, timeout, interval=0.25, what="Run All to finish")
+        return wait_until(done, timeout, interval=0.15, what="Run All to finish")
 
     def run_all(self, timeout: float = RUN_TIMEOUT) -> int:
         """Run > Run All Cells; where a failing cell stopped the run (an unanswered exercise
         raises NotImplementedError), go on with Run > Run Selected Cell and All Below from the
         first cell that did not run, as a student moving past an exercise does. Returns the
-        number of runs it took."""
+        number of runs it took.
+
+        After a failing cell the kernel aborts the cells queued behind it, but cells still on
+        their way may run out of order (in an incomplete namespace) before it stops aborting.
+        Each later run re-runs every cell below its start, so the notebook ends up as one
+        in-order pass: what is asserted is the final state of each cell."""
         deadline = time.monotonic() + timeout
         start, runs, retries = None, 0, 0
         while True:
             command = "notebook:run-all-cells" if start is None else "notebook:run-all-below"
-            self.page.evaluate(_RUN, [self.path, command, start])
+            self.page.evaluate(_RUN, [self.path, command, start, timeout * 1000])
             runs += 1
-            time.sleep(0.3)
             state = self._wait_for_run(max(5.0, deadline - time.monotonic()))
             pending = state["pending"]
             if not pending:
                 return runs
             if start is not None and pending[0] <= start:
-                # Nothing ran: the kernel may still have been aborting the previous run's queue.
+                # Nothing ran: the kernel was still aborting the previous run's queue.
                 retries += 1
                 if retries > 3:
                     raise LessonError(f"cell {pending[0]} never runs (Run All Below from it "
                                       f"leaves it unexecuted)")
-                time.sleep(1.0)
+                time.sleep(0.5 * retries)
             else:
                 retries = 0
             start = pending[0]
@@ -337,6 +400,10 @@ class Lesson:
 
         wait_until(rendered, 30, what=f"widget {widget.index} (cell {widget.cell}) to render")
 
+    def image_src(self, widget: WidgetReport) -> str | None:
+        return self.widget_node(widget.index).locator("img.widget-image").first.get_attribute(
+            "src")
+
     def image_sha1(self, widget: WidgetReport) -> str | None:
         return self.widget_node(widget.index).evaluate(_IMAGE_SHA1)
 
@@ -359,6 +426,7 @@ class Lesson:
         goes up) and the page must then show exactly the kernel's new PNG; whether the PNG
         differs from the one before is recorded (a control can be inert in some settings, such
         as beta1 without an Adam-family optimizer). Any other widget must change what it shows.
+        A slider with a single position (nothing to choose yet) is recorded, not moved.
         """
         controls = self.controls(widget)
         if not controls:
@@ -366,10 +434,14 @@ class Lesson:
         for k, control in enumerate(controls):
             locator = self.widget_node(widget.index).locator(f'[data-bt-control="{k}"]')
             locator.scroll_into_view_if_needed(timeout=10_000)
+            if control["kind"] == "slider" and self._single_position(locator):
+                widget.changes.append(ControlChange(widget.index, "slider", control["label"],
+                                                    "", "", fixed=True))
+                continue
             if widget.figure:
                 count0, sha0 = self.figure_state(widget.model_id)
-                shown0 = self.image_sha1(widget)
-                if shown0 != sha0:
+                src0 = self.image_src(widget)
+                if self.image_sha1(widget) != sha0:
                     raise LessonError(f"widget {widget.index}: the page shows another PNG "
                                       f"than the kernel's before any change")
             else:
@@ -377,13 +449,7 @@ class Lesson:
             before, after = self._change(locator, control["kind"], widget, control["label"])
             change = ControlChange(widget.index, control["kind"], control["label"], before, after)
             if widget.figure:
-                count, sha = wait_until(
-                    lambda c0=count0: (lambda s: s if s[0] > c0 else None)(
-                        self.figure_state(widget.model_id)),
-                    REDRAW_TIMEOUT, interval=0.3,
-                    what=f"a redraw after {change.describe()}")
-                wait_until(lambda s=sha: self.image_sha1(widget) == s, REDRAW_TIMEOUT,
-                           what=f"the page to show the redrawn figure after {change.describe()}")
+                count, sha = self._wait_for_redraw(widget, count0, src0, change)
                 change.redraws = count - count0
                 change.figure_changed = sha != sha0
             else:
@@ -391,6 +457,35 @@ class Lesson:
                            what=f"widget {widget.index} to react to {change.describe()}")
             widget.changes.append(change)
         return widget.changes
+
+    def _wait_for_redraw(self, widget: WidgetReport, count0: int, src0: str | None,
+                         change: ControlChange) -> tuple[int, str]:
+        """Wait until the kernel has redrawn and the page shows the kernel's current PNG.
+
+        The kernel answers the probe even while it is redrawing (ipykernel 7 serves comm
+        messages and requests concurrently), and ``redraw_count`` goes up before the new PNG
+        is set. So: when the page got a new image (its blob URL changed), it must match the
+        kernel's; when it did not (the figure came out identical), the answer must hold
+        still for SETTLE seconds before it counts.
+        """
+        seen: dict[tuple[int, str], float] = {}
+
+        def redrawn():
+            count, sha = self.figure_state(widget.model_id)
+            if count <= count0 or self.image_sha1(widget) != sha:
+                return None
+            if self.image_src(widget) != src0:
+                return count, sha
+            first = seen.setdefault((count, sha), time.monotonic())
+            return (count, sha) if time.monotonic() - first >= SETTLE else None
+
+        return wait_until(redrawn, REDRAW_TIMEOUT, interval=0.25,
+                          what=f"a redraw shown in the page after {change.describe()}")
+
+    def _single_position(self, locator) -> bool:
+        handle = locator.locator(".noUi-handle").first
+        low, high = handle.get_attribute("aria-valuemin"), handle.get_attribute("aria-valuemax")
+        return low is not None and low == high
 
     def _change(self, locator, kind: str, widget: WidgetReport, label: str) -> tuple[str, str]:
         if kind == "slider":
@@ -473,34 +568,50 @@ class Lesson:
         return text
 
     # -- screenshots ---------------------------------------------------------------------------
-    def screenshot(self, name: str, locator=None) -> Path:
-        path = self.artifacts / f"{name}.png"
+    def screenshot(self, name: str, locator=None, jpeg: bool = False) -> Path:
+        path = self.artifacts / (f"{name}.jpg" if jpeg else f"{name}.png")
         path.parent.mkdir(parents=True, exist_ok=True)
-        (locator or self.page).screenshot(path=str(path), timeout=30_000)
+        options = {"type": "jpeg", "quality": 70} if jpeg else {}
+        (locator or self.page).screenshot(path=str(path), timeout=30_000, **options)
         return path
 
-    def screenshot_notebook(self, name: str, page_height: int = 12000) -> list[Path]:
-        """The whole notebook, in as few tall images as it takes: the viewport grows to
-        ``page_height`` and the notebook is scrolled one screenful at a time."""
-        outer = "(path) => {" + _PANEL + """
+    def failure_screenshot(self) -> None:
+        try:
+            self.screenshot("failure")
+        except Exception:  # noqa: BLE001 - best effort: the page may be gone
+            pass
+
+    def screenshot_notebook(self, name: str, page_height: int = 8000,
+                            max_pages: int = 8) -> list[Path]:
+        """The whole notebook, in a few tall JPEG pages: the viewport grows to ``page_height``
+        and the notebook scrolls one screenful at a time."""
+        measure = "(path) => {" + _PANEL + """
             const outer = w.content.node.querySelector('.jp-WindowedPanel-outer')
                 || w.content.node;
             return [outer.scrollHeight, outer.clientHeight]; }"""
         scroll = "([path, top]) => {" + _PANEL + """
             const outer = w.content.node.querySelector('.jp-WindowedPanel-outer')
                 || w.content.node;
-            outer.scrollTop = top; }"""
-        total, client = self.page.evaluate(outer, self.path)
+            outer.scrollTop = top;
+            return outer.scrollTop; }"""
+        total, client = self.page.evaluate(measure, self.path)
         chrome = VIEWPORT["height"] - client  # menus, toolbar, status bar
-        self.page.set_viewport_size({"width": VIEWPORT["width"],
-                                     "height": int(min(total + chrome, page_height))})
+        height = int(min(total + chrome, page_height))
+        self.page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
         shots = []
         try:
-            _, client = self.page.evaluate(outer, self.path)
-            for k, top in enumerate(range(0, max(total, 1), max(client, 1))):
-                self.page.evaluate(scroll, [self.path, top])
-                time.sleep(0.3)
-                shots.append(self.screenshot(f"{name}-{k + 1}"))
+            # JupyterLab lays itself out again on resize: wait for the taller panel.
+            wait_until(lambda: self.page.evaluate(measure, self.path)[1] > client
+                       or height <= VIEWPORT["height"], 10, what="the notebook to resize")
+            top = 0
+            while len(shots) < max_pages:
+                reached = self.page.evaluate(scroll, [self.path, top])
+                time.sleep(0.2)
+                shots.append(self.screenshot(f"{name}-{len(shots) + 1}", jpeg=True))
+                total, client = self.page.evaluate(measure, self.path)
+                top = reached + client
+                if top >= total:
+                    break
         finally:
             self.page.evaluate(scroll, [self.path, 0])
             self.page.set_viewport_size(VIEWPORT)

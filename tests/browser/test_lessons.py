@@ -91,7 +91,8 @@ def drive(lesson: Lesson, variant: str) -> dict:
         "widgets": [{"cell": w.cell, "figure": w.figure,
                      "controls": [{"kind": c.kind, "label": c.label, "before": c.before,
                                    "after": c.after, "redraws": c.redraws,
-                                   "figure_changed": c.figure_changed} for c in w.changes]}
+                                   "figure_changed": c.figure_changed, "fixed": c.fixed}
+                                  for c in w.changes]}
                     for w in widgets],
         "seconds": {k: round(v, 1) for k, v in timings.items()},
     }
@@ -107,7 +108,11 @@ def run_lesson(page, lab, artifacts, variant: str, name: str, validate: bool) ->
             report["validate"] = lesson.validate().strip()
             report["seconds"]["validate"] = round(time.monotonic() - mark, 1)
     except LessonError as error:
+        lesson.failure_screenshot()
         pytest.fail(f"{lesson.path}: {error}", pytrace=False)
+    except Exception:
+        lesson.failure_screenshot()
+        raise
     finally:
         console = getattr(page, "browser_test_console", [])
         (artifacts / "report.json").write_text(json.dumps(
@@ -125,8 +130,9 @@ def test_solved_lesson_in_jupyterlab(lesson, lab, page, artifacts):
     run_lesson(page, lab, artifacts, "solutions", lesson, validate=True)
 
 
-def test_formgrader_lists_every_lesson(lab, page, artifacts):
+def test_formgrader_lists_every_lesson(lab, fresh_page, artifacts):
     """/formgrader (Manage Assignments) lists each lesson of solutions/ as an assignment."""
+    page = fresh_page
     page.goto(lab.url("formgrader"), wait_until="domcontentloaded")
     # The table says "Loading, please wait..." until its script has fetched the assignments.
     page.wait_for_function(
