@@ -33,7 +33,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 OPEN_TIMEOUT = 90
 RUN_TIMEOUT = 240
 REDRAW_TIMEOUT = 60
-SETTLE = 1.5  # an unchanged figure must stay unchanged this long to count as redrawn
+SETTLE = 1.0  # an unchanged figure must stay unchanged this long to count as redrawn
 VALIDATE_TIMEOUT = 240
 
 # The notebook panel showing `path`, as `w`; `app` is JupyterLab itself.
@@ -57,7 +57,9 @@ _STATE = "(path) => {" + _PANEL + """
     w.content.widgets.forEach((cell, i) => {
         if (cell.model.type !== 'code') return;
         if (cell.model.executionState === 'running') running += 1;
-        if (cell.model.executionCount === null || cell.model.executionCount === undefined)
+        const empty = cell.model.sharedModel.getSource().trim() === '';  // never executed
+        if (!empty && (cell.model.executionCount === null
+                       || cell.model.executionCount === undefined))
             pending.push(i);
     });
     return {kernel: k ? k.status : 'dead', running, pending};
@@ -261,7 +263,7 @@ def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "co
 
 
 class Lesson:
-    """One notebook open in its own JupyterLab workspace, in one Playwright page."""
+    """One notebook, opened in a JupyterLab page (``load_jupyterlab``) that the tests share."""
 
     def __init__(self, page, lab, path: str, artifacts: Path):
         self.page = page
@@ -420,43 +422,89 @@ class Lesson:
         return info["controls"]
 
     def exercise(self, widget: WidgetReport) -> list[ControlChange]:
-        """Change every control of ``widget`` once, in turn, and check each change redraws.
+        """Change every control of ``widget`` once, and check that each change redraws.
 
         A figure widget (a dlopt FigureWidget) must redraw in the kernel (``redraw_count``
         goes up) and the page must then show exactly the kernel's new PNG; whether the PNG
         differs from the one before is recorded (a control can be inert in some settings, such
         as beta1 without an Adam-family optimizer). Any other widget must change what it shows.
-        A slider with a single position (nothing to choose yet) is recorded, not moved.
+
+        Controls a widget hides (sliders that do not apply to the chosen schedule, say) are
+        revealed by choosing, in turn, each option of its dropdowns and toggle buttons. A
+        slider with a single position (nothing to choose yet) is recorded, not moved.
         """
         controls = self.controls(widget)
         if not controls:
             raise LessonError(f"widget {widget.index} (cell {widget.cell}) has no controls")
-        for k, control in enumerate(controls):
-            locator = self.widget_node(widget.index).locator(f'[data-bt-control="{k}"]')
-            locator.scroll_into_view_if_needed(timeout=10_000)
-            if control["kind"] == "slider" and self._single_position(locator):
-                widget.changes.append(ControlChange(widget.index, "slider", control["label"],
-                                                    "", "", fixed=True))
-                continue
-            if widget.figure:
-                count0, sha0 = self.figure_state(widget.model_id)
-                src0 = self.image_src(widget)
-                if self.image_sha1(widget) != sha0:
-                    raise LessonError(f"widget {widget.index}: the page shows another PNG "
-                                      f"than the kernel's before any change")
-            else:
-                text0 = self.shown_text(widget)
-            before, after = self._change(locator, control["kind"], widget, control["label"])
-            change = ControlChange(widget.index, control["kind"], control["label"], before, after)
-            if widget.figure:
-                count, sha = self._wait_for_redraw(widget, count0, src0, change)
-                change.redraws = count - count0
-                change.figure_changed = sha != sha0
-            else:
-                wait_until(lambda t=text0: self.shown_text(widget) != t, REDRAW_TIMEOUT,
-                           what=f"widget {widget.index} to react to {change.describe()}")
-            widget.changes.append(change)
+        done: set[int] = set()
+        self._exercise_visible(widget, controls, done)
+        selectors = [k for k, c in enumerate(controls)
+                     if c["kind"] in ("dropdown", "toggle-buttons")]
+        for k in selectors:
+            if len(done) == len(controls):
+                break
+            for option in self._options(widget, k, controls[k]["kind"]):
+                if len(done) == len(controls):
+                    break
+                self._apply(widget, k, controls[k], option)
+                self._exercise_visible(widget, controls, done)
+        never = [controls[k]["label"] or f"#{k}" for k in range(len(controls)) if k not in done]
+        if never:
+            raise LessonError(f"widget {widget.index} (cell {widget.cell}): controls never "
+                              f"shown, whatever the dropdowns say: {never}")
         return widget.changes
+
+    def _exercise_visible(self, widget: WidgetReport, controls: list[dict],
+                          done: set[int]) -> None:
+        for k, control in enumerate(controls):
+            if k in done or not self._control(widget, k).is_visible():
+                continue
+            done.add(k)
+            self._apply(widget, k, control)
+
+    def _control(self, widget: WidgetReport, k: int):
+        return self.widget_node(widget.index).locator(f'[data-bt-control="{k}"]')
+
+    def _options(self, widget: WidgetReport, k: int, kind: str) -> list[str]:
+        control = self._control(widget, k)
+        if kind == "dropdown":
+            return control.locator("select").evaluate(
+                "s => Array.from(s.options).map(o => o.value).filter(v => v !== s.value)")
+        return control.locator("button").evaluate_all(
+            "bs => bs.filter(b => !b.classList.contains('mod-active'))"
+            ".map(b => b.innerText.trim())")
+
+    def _apply(self, widget: WidgetReport, k: int, control: dict,
+               option: str | None = None) -> ControlChange:
+        """Change control ``k`` (to ``option`` if given) and wait for the widget to react."""
+        locator = self._control(widget, k)
+        locator.scroll_into_view_if_needed(timeout=10_000)
+        if control["kind"] == "slider" and self._single_position(locator):
+            change = ControlChange(widget.index, "slider", control["label"], "", "", fixed=True)
+            widget.changes.append(change)
+            return change
+        if widget.figure:
+            # The page shows the kernel's figure before the change (a previous redraw may
+            # still be on its way).
+            count0, sha0 = wait_until(
+                lambda: (lambda state: state if self.image_sha1(widget) == state[1] else None)(
+                    self.figure_state(widget.model_id)),
+                REDRAW_TIMEOUT, interval=0.25,
+                what=f"widget {widget.index} to show the kernel's figure")
+            src0 = self.image_src(widget)
+        else:
+            text0 = self.shown_text(widget)
+        before, after = self._change(locator, control["kind"], widget, control["label"], option)
+        change = ControlChange(widget.index, control["kind"], control["label"], before, after)
+        if widget.figure:
+            count, sha = self._wait_for_redraw(widget, count0, src0, change)
+            change.redraws = count - count0
+            change.figure_changed = sha != sha0
+        else:
+            wait_until(lambda: self.shown_text(widget) != text0, REDRAW_TIMEOUT,
+                       what=f"widget {widget.index} to react to {change.describe()}")
+        widget.changes.append(change)
+        return change
 
     def _wait_for_redraw(self, widget: WidgetReport, count0: int, src0: str | None,
                          change: ControlChange) -> tuple[int, str]:
@@ -487,7 +535,8 @@ class Lesson:
         low, high = handle.get_attribute("aria-valuemin"), handle.get_attribute("aria-valuemax")
         return low is not None and low == high
 
-    def _change(self, locator, kind: str, widget: WidgetReport, label: str) -> tuple[str, str]:
+    def _change(self, locator, kind: str, widget: WidgetReport, label: str,
+                option: str | None = None) -> tuple[str, str]:
         if kind == "slider":
             return self._move_slider(locator, widget, label)
         if kind == "dropdown":
@@ -496,10 +545,11 @@ class Lesson:
             current = select.evaluate("s => s.value")
             if len(options) < 2:
                 raise LessonError(f"widget {widget.index} dropdown '{label}' has one option")
-            i = options.index(current)
-            new = options[i + 1] if i + 1 < len(options) else options[i - 1]
-            select.select_option(value=new)
-            return current, new
+            if option is None:
+                i = options.index(current)
+                option = options[i + 1] if i + 1 < len(options) else options[i - 1]
+            select.select_option(value=option)
+            return current, option
         if kind == "select-multiple":
             select = locator.locator("select")
             options = select.evaluate("s => Array.from(s.options).map(o => o.value)")
@@ -513,9 +563,10 @@ class Lesson:
             names = buttons.evaluate_all("bs => bs.map(b => b.innerText.trim())")
             active = buttons.evaluate_all("bs => bs.map(b => b.classList.contains('mod-active'))")
             current = names[active.index(True)] if True in active else ""
-            target = next(i for i, on in enumerate(active) if not on)
-            buttons.nth(target).click()
-            return current, names[target]
+            if option is None:
+                option = names[next(i for i, on in enumerate(active) if not on)]
+            buttons.nth(names.index(option)).click()
+            return current, option
         raise LessonError(f"no way to change a {kind}")
 
     def _move_slider(self, locator, widget: WidgetReport, label: str) -> tuple[str, str]:

@@ -12,28 +12,23 @@ notebook says which outputs are widgets:
 Then, for every widget output with a static image/png, the HTML must show that very PNG at that
 cell's output (an <img> data URI), not a widget-view placeholder that only renders with
 JavaScript from the internet. The HTML files are kept in test-artifacts/browser/nbconvert/.
-No browser is needed; these run with the browser suite (marker ``browser``).
+No browser is needed; these run with the browser suite (marker ``browser``), and the
+conversions themselves run in the background while the browser tests do (convert.py).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 from html.parser import HTMLParser
 
 import nbformat
 import pytest
 
 from .conftest import LESSONS
-from .server import make_workspace
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-TIMEOUT = 300
 
 
 class CellOutputs(HTMLParser):
@@ -66,32 +61,11 @@ class CellOutputs(HTMLParser):
             self._in_view = False
 
 
-def nbconvert(*args: str, cwd) -> subprocess.CompletedProcess:
-    env = dict(os.environ, JUPYTER_PLATFORM_DIRS="1")
-    return subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", *args], cwd=cwd,
-                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=TIMEOUT)
-
-
 @pytest.mark.parametrize("lesson", LESSONS)
-def test_html_shows_static_figures_where_the_widgets_were(lesson, tmp_path, artifacts_root):
-    root = make_workspace(tmp_path / "root")
-    source = root / "solutions" / lesson / f"{lesson}.ipynb"
-    executed = tmp_path / "executed" / f"{lesson}.ipynb"
-    out = artifacts_root / "nbconvert"
-    out.mkdir(parents=True, exist_ok=True)
-
-    # From the course root, as an instructor runs it: a jupyter_nbconvert_config.py there, if
-    # the repository has one, applies.
-    run = nbconvert("--to", "notebook", "--execute", str(source), "--output-dir",
-                    str(executed.parent), "--output", lesson, cwd=root)
-    assert run.returncode == 0, f"nbconvert --execute failed:\n{run.stderr[-3000:]}"
-    run = nbconvert("--to", "html", str(executed), "--output-dir", str(out), "--output", lesson,
-                    cwd=root)
-    assert run.returncode == 0, f"nbconvert --to html failed:\n{run.stderr[-3000:]}"
-    html_path = out / f"{lesson}.html"
-    shutil.copyfile(executed, out / f"{lesson}.executed.ipynb")
-
+def test_html_shows_static_figures_where_the_widgets_were(lesson, conversions, artifacts_root):
+    run = conversions.get(lesson)
+    assert run.error is None, run.error
+    html_path, executed = run.html, run.executed
     nb = nbformat.read(executed, as_version=4)
     widgets = [(i, cell, output) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
                for output in cell.outputs if WIDGET_VIEW in output.get("data", {})]
@@ -115,4 +89,6 @@ def test_html_shows_static_figures_where_the_widgets_were(lesson, tmp_path, arti
         f"{html_path.relative_to(artifacts_root.parent.parent)}: widget outputs without their "
         f"static figure:\n  " + "\n  ".join(problems) + "\n(nbconvert --execute stores the "
         "widget state in the notebook, and the HTML exporter then prefers the widget view "
-        "to the image/png)")
+        "to the image/png: c.NbConvertBase.display_data_priority with image/png first, or "
+        "c.ExecutePreprocessor.store_widget_state = False, in the environment's "
+        "jupyter_nbconvert_config, shows the figures)")
