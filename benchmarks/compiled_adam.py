@@ -30,15 +30,13 @@ Run from the repository root:  python benchmarks/compiled_adam.py [--device cpu|
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import platform
 import time
 from pathlib import Path
 
-import nbformat
-import numpy as np
 import torch
+from solution_answers import answer_functions  # noqa: E402 - benchmarks/ sibling
 
 from dlopt import roofline
 from dlopt.env import best_device
@@ -48,19 +46,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LESSON_08 = "08_pytorch_from_numpy"
 TARGET = 0.70
 BYTES_PER_PARAM = 7 * 4
-
-
-def answer_functions(lesson: str) -> dict | None:
-    """The names defined by a solution notebook's answer cells (None if it is absent)."""
-    path = ROOT / "solutions" / lesson / f"{lesson}.ipynb"
-    if not path.exists():
-        return None
-    namespace: dict = {"np": np, "torch": torch, "functools": functools}
-    for cell in nbformat.read(path, as_version=4).cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("solution"):
-            exec(compile(cell.source, f"<{lesson}:{meta.get('grade_id')}>", "exec"), namespace)
-    return namespace
 
 
 def make_params(n_params: int, n_tensors: int, device: str, seed: int = 0):

@@ -24,8 +24,8 @@ import statistics
 import time
 from pathlib import Path
 
-import nbformat
 import numpy as np
+from solution_answers import answer_functions  # noqa: E402 - benchmarks/ sibling
 
 from dlopt.explorer import ConvergenceExplorer
 
@@ -35,19 +35,6 @@ STEPS = 500
 #: lr sliders' range per surface: runs that stay on the picture most of the time.
 LR_RANGES = {"quadratic": (0.05, 1.0), "Rosenbrock": (1e-4, 1e-3), "Beale": (1e-4, 2e-3),
              "saddle": (1e-3, 1e-2)}
-
-
-def answer_functions(lesson: str) -> dict:
-    """The functions defined by a solution notebook's answer cells (None if it is absent)."""
-    path = ROOT / "solutions" / lesson / f"{lesson}.ipynb"
-    if not path.exists():
-        return None
-    namespace: dict = {"np": np}
-    for cell in nbformat.read(path, as_version=4).cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("solution"):
-            exec(compile(cell.source, f"<{lesson}:{meta.get('grade_id')}>", "exec"), namespace)
-    return namespace
 
 
 def optimizers() -> tuple[dict, str]:

@@ -29,9 +29,9 @@ import platform
 import statistics
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import torch
+from solution_answers import answer_functions  # noqa: E402 - benchmarks/ sibling
 
 from dlopt.env import best_device
 from dlopt.gpu_timing import cpu_threads, measure_device
@@ -40,19 +40,6 @@ from dlopt.timing import Timing
 ROOT = Path(__file__).resolve().parents[1]
 LESSON_08 = "08_pytorch_from_numpy"
 TARGET = {"cpu": 1.3, "cuda": 1.2}
-
-
-def answer_functions(lesson: str) -> dict | None:
-    """The names defined by a solution notebook's answer cells (None if it is absent)."""
-    path = ROOT / "solutions" / lesson / f"{lesson}.ipynb"
-    if not path.exists():
-        return None
-    namespace: dict = {"np": np, "torch": torch, "functools": functools}
-    for cell in nbformat.read(path, as_version=4).cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("solution"):
-            exec(compile(cell.source, f"<{lesson}:{meta.get('grade_id')}>", "exec"), namespace)
-    return namespace
 
 
 def transformer_shapes(d_model: int, layers: int, vocab: int, context: int) -> list[tuple]:

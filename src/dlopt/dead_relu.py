@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from dlopt.torch_utils import numpy_activation
-from dlopt.vanishing import init_weight
+from dlopt.vanishing import init_mlp, init_weight
 
 __all__ = ["LRSweep", "dead_fraction", "dead_fraction_vs_bias", "dead_fraction_vs_lr"]
 
@@ -90,16 +90,6 @@ class LRSweep(NamedTuple):
     test_accuracy: np.ndarray
 
 
-def _mlp(sizes, seed):
-    gen = torch.Generator().manual_seed(seed)
-    params = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        init = "he" if i < len(sizes) - 2 else "xavier"  # He before ReLUs, Xavier at the output
-        params += [init_weight(init, fan_in, fan_out, gen).requires_grad_(),
-                   torch.zeros(fan_out, dtype=torch.float64, requires_grad=True)]
-    return params
-
-
 def _forward(params, act, X):
     hidden = []
     h = X
@@ -154,7 +144,7 @@ def dead_fraction_vs_lr(relu: Callable, relu_grad: Callable, data, lrs: Sequence
                             generator=torch.Generator().manual_seed(seed + 1))
     dead, per_layer, losses, accuracies = [], [], [], []
     for lr in lrs:
-        params = _mlp(sizes, seed)
+        params = init_mlp(sizes, seed)
         optimizer = torch.optim.SGD(params, lr=lr)
         for idx in batches:
             logits, _ = _forward(params, act, X_train[idx])

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from dlopt.safe import function_name
 from dlopt.threads import single_threaded
-from dlopt.vanishing import init_weight
+from dlopt.vanishing import init_mlp
 
 __all__ = [
     "EnsembleResult",
@@ -205,16 +205,6 @@ def numpy_dropout(forward: Callable, backward: Callable, *, seed: int = 0) -> Ca
     return dropout
 
 
-def _init_mlp(sizes: Sequence[int], seed: int) -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    params = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        init = "he" if i < len(sizes) - 2 else "xavier"  # He before ReLUs, Xavier at the output
-        params += [init_weight(init, fan_in, fan_out, gen).requires_grad_(),
-                   torch.zeros(fan_out, dtype=torch.float64, requires_grad=True)]
-    return params
-
-
 def _logits(params, X, dropout, p, train):
     """``X -> [linear -> ReLU -> dropout] * n_hidden -> linear``."""
     h = X
@@ -301,7 +291,7 @@ def train_mlp(forward: Callable, backward: Callable, X_train, y_train, X_val, y_
     Xv = torch.as_tensor(np.asarray(X_val, dtype=np.float64))
     yv = torch.as_tensor(np.asarray(y_val, dtype=np.int64))
     sizes = [Xt.shape[1], *hidden, int(max(yt.max(), yv.max())) + 1]
-    params = _init_mlp(sizes, seed)
+    params = init_mlp(sizes, seed)
     dropout = numpy_dropout(forward, backward, seed=seed + 1)
     optimizer = torch.optim.Adam(params, lr=lr)
     batches = torch.Generator().manual_seed(seed + 2)

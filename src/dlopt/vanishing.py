@@ -17,7 +17,7 @@ import torch
 from dlopt.safe import run_each
 from dlopt.torch_utils import numpy_activation
 
-__all__ = ["INITS", "compare_activations", "init_weight", "layer_gradient_norms"]
+__all__ = ["INITS", "compare_activations", "init_mlp", "init_weight", "layer_gradient_norms"]
 
 #: Weight initializations: name -> description (both drawn by torch.nn.init).
 INITS = {
@@ -51,6 +51,20 @@ def init_weight(init: str, fan_in: int, fan_out: int,
     else:
         raise ValueError(f"unknown init {init!r}; choose one of {sorted(INITS)}")
     return weight.T.contiguous()
+
+
+def init_mlp(sizes, seed: int) -> list[torch.Tensor]:
+    """Parameters [W1, b1, W2, b2, ...] of an MLP with layer ``sizes``, float64, trainable.
+
+    He initialization before each ReLU layer, Xavier at the output; biases zero.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    params = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        init = "he" if i < len(sizes) - 2 else "xavier"
+        params += [init_weight(init, fan_in, fan_out, gen).requires_grad_(),
+                   torch.zeros(fan_out, dtype=torch.float64, requires_grad=True)]
+    return params
 
 
 def layer_gradient_norms(f: Callable, f_grad: Callable, *, depth: int = 20, width: int = 64,
