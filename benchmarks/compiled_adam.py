@@ -32,11 +32,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
-from solution_answers import answer_functions  # noqa: E402 - benchmarks/ sibling
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/, however it is loaded
+from solution_answers import answer_functions  # noqa: E402
 
 from dlopt import roofline
 from dlopt.env import best_device

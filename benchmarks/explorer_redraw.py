@@ -21,11 +21,14 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from solution_answers import answer_functions  # noqa: E402 - benchmarks/ sibling
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/, however it is loaded
+from solution_answers import answer_functions  # noqa: E402
 
 from dlopt.explorer import ConvergenceExplorer
 

@@ -27,11 +27,14 @@ import functools
 import os
 import platform
 import statistics
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from solution_answers import answer_functions  # noqa: E402 - benchmarks/ sibling
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/, however it is loaded
+from solution_answers import answer_functions  # noqa: E402
 
 from dlopt.env import best_device
 from dlopt.gpu_timing import cpu_threads, measure_device
