@@ -5,7 +5,8 @@ written per 2 flops) and ``a @ b`` on square matrices (compute-bound once large)
 the median over ``--repeat`` runs after a warm-up, each run repeating the operation for about
 2 ms so that microsecond operations are measurable; GPU times include a synchronize but not the
 copy from the host. The script prints the table of times, the speed-ups over NumPy, where torch
-starts to win (the crossover), and saves the figure to ``benchmarks/figures/speedup_curve.png``.
+starts to win (the crossover), and saves the figure to
+``benchmarks/figures/speedup_curve_<device>.png`` (cpu or cuda).
 It asserts nothing: the unit tests never depend on timing.
 
 Torch and NumPy's BLAS use ``--threads`` threads (default 1: on a shared machine, threads that
@@ -30,7 +31,7 @@ from dlopt.env import best_device
 from dlopt.plotting import new_figure
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURE = ROOT / "benchmarks" / "figures" / "speedup_curve.png"
+FIGURES = ROOT / "benchmarks" / "figures"
 
 
 def print_table(table: perf_lab.SpeedupTable) -> None:
@@ -46,8 +47,10 @@ def print_table(table: perf_lab.SpeedupTable) -> None:
               + "  ".join(f"{times[0] / t:15.2f}x" for t in times[1:]))
     for backend in backends[1:]:
         cross = table.crossover("numpy", backend)
-        where = f"from n = {cross} on" if cross is not None else "not at every size beyond a point"
-        print(f"  {backend} is faster than numpy {where}")
+        if cross is not None:
+            print(f"  {backend} is faster than numpy from n = {cross} on")
+        else:
+            print(f"  {backend} does not stay faster than numpy from any measured size on")
 
 
 def main(argv=None) -> None:
@@ -78,9 +81,10 @@ def main(argv=None) -> None:
     for ax, table in zip(axes, tables, strict=True):
         perf_lab.plot_speedup(ax, table)
     fig.suptitle(f"NumPy vs torch on {device} ({name}), threads: {threads or 'default'}")
-    FIGURE.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURE, dpi=100)
-    print(f"\nfigure saved to {FIGURE.relative_to(ROOT)}")
+    figure = FIGURES / f"speedup_curve_{device.split(':')[0]}.png"
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=100)
+    print(f"\nfigure saved to {figure.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -186,6 +186,11 @@ def test_launch_vs_finish_and_first_and_rest_on_the_cpu():
     first, rest = gpu_timing.first_and_rest(make, "cpu", repeat=3)
     assert made == [1] and first > 0 and len(rest.runs) == 3
 
+    calls = []
+    first, rest = gpu_timing.first_and_rest(lambda: lambda: calls.append(1), "cpu", repeat=3,
+                                            warmup=2)
+    assert len(calls) == 1 + 2 + 3 and len(rest.runs) == 3  # the warm-up calls are not timed
+
 
 def test_cpu_threads_restores_the_setting():
     before = torch.get_num_threads()
