@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 
 import nbformat
@@ -14,9 +13,6 @@ from autograder.course import REPO_ROOT, Course
 
 REPO = Course(REPO_ROOT)
 
-# The real-browser suite (tests/browser: JupyterLab in headless Chromium) is opt-in until its
-# nbconvert part passes (issue 7): DLOPT_BROWSER_TESTS=1 python -m pytest tests/browser
-collect_ignore_glob = [] if os.environ.get("DLOPT_BROWSER_TESTS") == "1" else ["browser/*"]
 LESSONS = REPO.lessons()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -71,14 +72,22 @@ def is_self_install(line: str) -> bool:
     return re.fullmatch(r"(-e|--editable)(\s+|=)\.", line) is not None
 
 
+JUPYTER_CONFIG = "./jupyter-config"  # the environment's Jupyter configuration, a local package
+
+
+def is_local_install(line: str) -> bool:
+    """'-e .' (dlopt) or './jupyter-config': the repository's own packages."""
+    return is_self_install(line) or line == JUPYTER_CONFIG
+
+
 def parse_specs(lines: list[str], source: str) -> dict[str, str]:
     """Map canonical name -> version specifier ('==2.4.6', '>=4.70', '' when unpinned).
 
-    Option lines (--extra-index-url ...) and '-e .' are skipped.
+    Option lines (--extra-index-url ...), '-e .' and './jupyter-config' are skipped.
     """
     specs: dict[str, str] = {}
     for line in lines:
-        if line.startswith("-"):
+        if line.startswith("-") or is_local_install(line):
             continue
         try:
             req = Requirement(line)
@@ -173,10 +182,14 @@ def test_environment_yml_installs_packages_with_pip_only(env_file: Path) -> None
 
 def test_requirements_are_exact_pins() -> None:
     lines = requirement_lines()
-    bad = [ln for ln in lines if not is_self_install(ln) and not PIN_LINE.match(ln)]
+    bad = [ln for ln in lines if not is_local_install(ln) and not PIN_LINE.match(ln)]
     assert not bad, f"requirements.txt lines that are not exact 'name==version' pins: {bad}"
     assert any(is_self_install(ln) for ln in lines), (
         "requirements.txt needs its '-e .' line so the README's install command installs dlopt"
+    )
+    assert JUPYTER_CONFIG in lines, (
+        f"requirements.txt needs its '{JUPYTER_CONFIG}' line: without it nbconvert's HTML shows "
+        "empty boxes where the figure widgets were (jupyter-config/README.md)"
     )
     assert requirements_specs(), "requirements.txt pins nothing"  # also rejects duplicates
 
@@ -238,6 +251,19 @@ def test_installed_versions_match_pins() -> None:
     )
 
 
+def test_the_environments_jupyter_config_is_this_checkouts() -> None:
+    name = "jupyter_nbconvert_config.json"
+    installed = Path(sys.prefix) / "etc" / "jupyter" / name
+    assert installed.is_file(), (
+        f"{installed} is missing: nbconvert's HTML will show empty boxes where the figure "
+        "widgets were; run: python -m pip install -r requirements.txt"
+    )
+    assert installed.read_bytes() == (ROOT / "jupyter-config" / name).read_bytes(), (
+        f"{installed} differs from jupyter-config/{name}; "
+        "run: python -m pip install -r requirements.txt"
+    )
+
+
 def test_dlopt_is_installed_from_this_checkout() -> None:
     version = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]["version"]
     try:
@@ -280,6 +306,6 @@ def test_binder_postbuild_installs_dlopt() -> None:
     assert post_build.exists(), f"{post_build.relative_to(ROOT)} is missing: no dlopt on Binder"
     assert os.access(post_build, os.X_OK), f"{post_build.relative_to(ROOT)} is not executable"
     text = post_build.read_text(encoding="utf-8")
-    assert re.search(r"pip install\b.*--no-deps\b.*-e \.", text), (
-        f"{post_build.relative_to(ROOT)} must run 'pip install --no-deps -e .'"
+    assert re.search(r"pip install\b.*--no-deps\b.*-e \. \./jupyter-config\b", text), (
+        f"{post_build.relative_to(ROOT)} must run 'pip install --no-deps -e . ./jupyter-config'"
     )

@@ -88,7 +88,6 @@ def test_html_shows_static_figures_where_the_widgets_were(lesson, conversions, a
     assert not problems, (
         f"{html_path.relative_to(artifacts_root.parent.parent)}: widget outputs without their "
         f"static figure:\n  " + "\n  ".join(problems) + "\n(nbconvert --execute stores the "
-        "widget state in the notebook, and the HTML exporter then prefers the widget view "
-        "to the image/png: c.NbConvertBase.display_data_priority with image/png first, or "
-        "c.ExecutePreprocessor.store_widget_state = False, in the environment's "
-        "jupyter_nbconvert_config, shows the figures)")
+        "widget state in the notebook, and the HTML exporter then prefers the widget view to "
+        "the image/png unless the environment's jupyter_nbconvert_config.json, installed by "
+        "requirements.txt from jupyter-config/, ranks the static formats first)")
