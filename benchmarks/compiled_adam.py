@@ -30,8 +30,6 @@ Run from the repository root:  python benchmarks/compiled_adam.py [--device cpu|
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -39,10 +37,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/, however it is loaded
+from bench_device import add_device_options, resolve  # noqa: E402
 from solution_answers import answer_functions  # noqa: E402
 
 from dlopt import roofline
-from dlopt.env import best_device
 from dlopt.gpu_timing import cpu_threads, device_sync, measure_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,28 +67,19 @@ def gbps(nbytes: float, seconds: float) -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: the best one)")
+    add_device_options(parser, repeat=20, warmup=3)
     parser.add_argument("--params", type=float, default=None,
                         help="parameters (default 64e6 on a GPU, 8e6 on a CPU)")
     parser.add_argument("--tensors", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: steadiest on a shared machine; 0: all)")
     args = parser.parse_args(argv)
-    device = args.device or best_device()
-    kind = "cuda" if device.startswith("cuda") else "cpu"
+    bench = resolve(args)
+    device, kind, threads = bench.device, bench.kind, bench.threads
     n_params = int(args.params or (64e6 if kind == "cuda" else 8e6))
-    threads = None if args.threads == 0 else args.threads
     lesson = answer_functions(LESSON_08)
     if lesson is None or "Adam" not in lesson:
         raise SystemExit(f"solutions/{LESSON_08} with an Adam class is needed; not found")
     Adam = lesson["Adam"]
-    name = torch.cuda.get_device_name(0) if kind == "cuda" else (platform.processor()
-                                                                  or platform.machine())
-    print(f"device: {device} ({name}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads() if threads is None else threads} CPU thread(s)); "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(bench.describe())
     step_bytes = BYTES_PER_PARAM * n_params
     print(f"Adam step on {n_params / 1e6:.0f} M float32 parameters in {args.tensors} tensors: "
           f"{step_bytes / 1e9:.2f} GB in one pass\n")

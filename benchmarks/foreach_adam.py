@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
-import platform
 import statistics
 import sys
 from pathlib import Path
@@ -34,9 +32,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/, however it is loaded
+from bench_device import add_device_options, resolve  # noqa: E402
 from solution_answers import answer_functions  # noqa: E402
 
-from dlopt.env import best_device
 from dlopt.gpu_timing import cpu_threads, measure_device
 from dlopt.timing import Timing
 
@@ -67,17 +65,13 @@ def make_params(shapes, device: str, seed: int = 0) -> list[torch.nn.Parameter]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: the best one)")
+    add_device_options(parser, repeat=10, warmup=3)
     parser.add_argument("--d-model", type=int, default=None)
     parser.add_argument("--layers", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: steadiest on a shared machine; 0: all)")
     args = parser.parse_args(argv)
-    device = args.device or best_device()
-    kind = "cuda" if device.startswith("cuda") else "cpu"
+    bench = resolve(args)
+    device, kind, threads = bench.device, bench.kind, bench.threads
     d_model = args.d_model or (512 if kind == "cuda" else 256)
     layers = args.layers or (8 if kind == "cuda" else 4)
     vocab = 8192 if kind == "cuda" else 4096
@@ -93,12 +87,7 @@ def main(argv=None) -> None:
         "learner's Adam (per tensor)": lesson["Adam"],
         "torch Adam(foreach=False)": functools.partial(torch.optim.Adam, foreach=False),
     }
-    threads = None if args.threads == 0 else args.threads
-    name = torch.cuda.get_device_name(0) if kind == "cuda" else (platform.processor()
-                                                                  or platform.machine())
-    used = torch.get_num_threads() if threads is None else threads
-    print(f"device: {device} ({name}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{used} CPU thread(s)); load average {os.getloadavg()[0]:.1f}")
+    print(bench.describe())
     print(f"parameters: {n_params / 1e6:.1f} M in {len(shapes)} tensors (d_model {d_model}, "
           f"{layers} layers); {args.rounds} rounds x {args.repeat} steps after {args.warmup} "
           f"warm-up steps\n")

@@ -19,15 +19,15 @@ Run from the repository root:  python benchmarks/speedup_curve.py [--device cpu|
 from __future__ import annotations
 
 import argparse
-import os
-import platform
+import sys
 from pathlib import Path
 
 import numpy as np
-import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/, however it is loaded
+from bench_device import add_device_options, resolve  # noqa: E402
 
 from dlopt import perf_lab
-from dlopt.env import best_device
 from dlopt.plotting import new_figure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,19 +55,13 @@ def print_table(table: perf_lab.SpeedupTable) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: the best one)")
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
+    add_device_options(parser, repeat=5)
     parser.add_argument("--max-elementwise", type=int, default=2**24)
     parser.add_argument("--max-matmul", type=int, default=2048)
     args = parser.parse_args(argv)
-    device = args.device or best_device()
-    threads = None if args.threads == 0 else args.threads
-    name = torch.cuda.get_device_name(0) if device.startswith("cuda") else (
-        platform.processor() or platform.machine())
-    print(f"device: {device} ({name}, {os.cpu_count()} CPUs, numpy {np.__version__}, "
-          f"torch {torch.__version__}, threads {threads or 'default'}); "
-          f"load average {os.getloadavg()[0]:.1f}")
+    bench = resolve(args)
+    device, threads, name = bench.device, bench.threads, bench.name
+    print(bench.describe(f"numpy {np.__version__}"))
     elementwise = [2**k for k in range(4, 25, 2) if 2**k <= args.max_elementwise]
     matmul = [n for n in (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
               if n <= args.max_matmul]
