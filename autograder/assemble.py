@@ -4,7 +4,7 @@ Only the student's *code* is taken from the submission: the cells marked as answ
 by nbgrader's grade_id) and cells the student added. Everything else comes from the
 instructor's copy, so edited, deleted, moved or duplicated check cells change nothing. Check
 cells are not executed at all: after the student's code, the grader appends one probe cell
-per exercise (dlopt.probe), which reports plain data back to the grader.
+per exercise (dlopt.grading.probe), which reports plain data back to the grader.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def probe_source(exercise: dict, nonce: str) -> str:
     request = {"nonce": nonce, "function": exercise["function"],
                "driver": exercise.get("driver"),
                "cases": [{"args": c["args"], "kwargs": c["kwargs"]} for c in exercise["cases"]]}
-    return ("import dlopt.probe as _dlopt_probe\n"
+    return ("import dlopt.grading.probe as _dlopt_probe\n"
             f"_dlopt_probe.run({json.dumps(json.dumps(request))})")
 
 
@@ -119,7 +119,7 @@ def assemble(instructor: nbformat.NotebookNode, submission: nbformat.NotebookNod
     """The notebook to grade: the student's code, then one probe cell per exported exercise.
 
     ``exports`` maps each check cell's grade_id to its exercises as plain data
-    (:meth:`dlopt.check.ExerciseData.to_plain`), from the instructor's run.
+    (:meth:`dlopt.grading.ExerciseData.to_plain`), from the instructor's run.
     """
     nb = new_notebook(metadata={"kernelspec": instructor.metadata.get("kernelspec", {})})
     result = Assembled(nb)

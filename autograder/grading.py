@@ -3,7 +3,7 @@
 For each student: assemble the notebook to run (the student's code, the instructor's given
 cells, one probe per exercise), execute it in a fresh kernel in a scratch folder, read back
 the probes' plain data, and judge it against the instructor's exported expectations with
-:func:`dlopt.check.judge`. Submissions run in parallel (``--workers``); only the main thread
+:func:`dlopt.grading.judge`. Submissions run in parallel (``--workers``); only the main thread
 writes the gradebook, one whole submission per transaction.
 """
 
@@ -31,10 +31,10 @@ from autograder.reference import Reference, build_reference
 from autograder.release import record_in_gradebook
 from autograder.runner import execute
 from autograder.suspicion import runtime_flags, scan_code
-from dlopt import check as dlopt_check
-from dlopt import codec as dlopt_codec
-from dlopt.check import EXPORT_ENV, ExerciseData, Outcome, judge
-from dlopt.probe import RESULT_MIME
+from dlopt import grading as dlopt_check
+from dlopt.grading import EXPORT_ENV, ExerciseData, Outcome, judge
+from dlopt.grading import codec as dlopt_codec
+from dlopt.grading.probe import RESULT_MIME
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024

@@ -18,7 +18,7 @@ from nbformat.v4 import new_notebook
 from autograder.assemble import EXPERIMENT_TAG, is_check_cell, nbgrader_meta, with_cell_ids
 from autograder.course import Course, UsageError
 from autograder.runner import execute
-from dlopt.check import EXERCISE_MIME, EXPORT_ENV
+from dlopt.grading import EXERCISE_MIME, EXPORT_ENV
 
 
 @dataclass

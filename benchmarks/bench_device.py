@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dlopt.env import best_device
+from dlopt.kit.env import best_device
 
 
 def add_device_options(parser: argparse.ArgumentParser, *, repeat: int,

@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/, however
 from bench_device import add_device_options, resolve  # noqa: E402
 from solution_answers import answer_functions  # noqa: E402
 
-from dlopt import roofline
-from dlopt.gpu_timing import cpu_threads, device_sync, measure_device
+from dlopt.lessons.l09_performance import roofline
+from dlopt.lessons.l09_performance.gpu_timing import cpu_threads, device_sync, measure_device
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSON_08 = "08_pytorch_from_numpy"

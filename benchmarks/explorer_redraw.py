@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/, however it is loaded
 from solution_answers import answer_functions  # noqa: E402
 
-from dlopt.explorer import ConvergenceExplorer
+from dlopt.lessons.l03_gradient_descent.explorer import ConvergenceExplorer
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 0.250

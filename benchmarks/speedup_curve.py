@@ -27,8 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/, however it is loaded
 from bench_device import add_device_options, resolve  # noqa: E402
 
-from dlopt import perf_lab
-from dlopt.plotting import new_figure
+from dlopt.kit.plotting import new_figure
+from dlopt.lessons.l09_performance import perf_lab
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "benchmarks" / "figures"

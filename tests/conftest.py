@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import nbformat
@@ -68,3 +69,15 @@ def course_copy(tmp_path) -> Course:
     for folder in ("solutions", "course"):
         shutil.copytree(REPO_ROOT / folder, root / folder)
     return Course(root)
+
+
+_LESSON_FILE = re.compile(r"test_l(\d\d)_")
+_LESSON_PARAM = re.compile(r"\[(?:.*-)?(\d\d)_[a-z]")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its lesson (``-m lesson06``): by file name, or by its lesson parameter."""
+    for item in items:
+        found = _LESSON_FILE.match(item.path.name) or _LESSON_PARAM.search(item.name)
+        if found:
+            item.add_marker(f"lesson{found.group(1)}")

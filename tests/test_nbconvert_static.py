@@ -22,7 +22,7 @@ import pytest
 from ipywidgets.embed import embed_data
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from dlopt.figure_widget import FigureWidget
+from dlopt.kit.figure_widget import FigureWidget
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"

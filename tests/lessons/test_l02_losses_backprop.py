@@ -1,0 +1,180 @@
+"""Lesson 02 (losses, backprop, initialization): what this lesson alone states and computes.
+
+The contract every lesson keeps (structure, checks, student copy, notebook runs) is tested in
+test_lesson_contract.py. Here: the graded functions and their drivers are the expected ones, the
+misconceptions are stated, the solutions agree with torch on random inputs beyond the scenarios,
+the MLP trains on the digits, and the executed notebook shows its lesson-specific outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import lesson_harness as harness
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from lesson_harness import MISTAKE_PREFIX
+
+from dlopt.grading import Exercise
+from dlopt.kit.data import load_digits_split
+from dlopt.lessons.l02_losses_backprop import mlp_lab
+from dlopt_instructor.backprop import (
+    torch_linear_backward,
+    torch_linear_forward,
+    torch_loss,
+    torch_loss_grad,
+    torch_mlp_loss_and_grads,
+)
+
+LESSON = "02_losses_backprop"
+GRADED = [
+    "mse_loss", "mse_loss_grad", "bce_with_logits", "cross_entropy", "cross_entropy_grad",
+    "linear_forward", "linear_backward", "mlp_loss_and_grads", "xavier_normal", "he_normal",
+]
+EXERCISES = [
+    "mse_loss", "mse_loss_grad", "bce_with_logits", "cross_entropy", "cross_entropy_grad",
+    "linear_forward", "linear_backward", "mlp_loss_and_grads",
+    "xavier_normal via draw_with_seed", "xavier_normal via sample_std",
+    "he_normal via draw_with_seed", "he_normal via sample_std",
+]
+solved = harness.solved  # a fixture: the solved notebook's namespace, for LESSON
+
+
+def _label(exercise: Exercise) -> str:
+    driver = "" if exercise.driver is None else f" via {exercise.driver.__name__}"
+    return exercise.function + driver
+
+
+@pytest.fixture(scope="module")
+def exercises() -> dict[str, Exercise]:
+    return {_label(e): e for e in harness.exercises_by_variable(LESSON).values()}
+
+
+# --- what this lesson states --------------------------------------------------------------------
+test_graded_functions_are_the_expected_ones = harness.graded_functions_test(LESSON, GRADED)
+
+
+def test_exercises_and_their_drivers_are_the_expected_ones(exercises):
+    assert sorted(exercises) == sorted(EXERCISES)
+
+
+def test_misconceptions_are_stated():
+    text = harness.markdown(LESSON)
+    for phrase in ("Double softmax", "One-hot targets where class indices are expected",
+                   "from_logits", "np.exp(1000.0)", "Mean in the loss, sum in the gradient",
+                   "the gradient of ReLU is not \"1\"", "not a standard deviation"):
+        assert phrase in text, phrase
+
+
+# --- the checks --------------------------------------------------------------------------------
+def test_a_shape_error_is_not_named_as_a_shape_sensitive_mistake(exercises):
+    def no_keepdims(z, y):  # (N, C) - (N,) fails for N != C: a bug, not the one-hot formula
+        shifted = z - z.max(axis=1)
+        lse = np.log(np.sum(np.exp(shifted), axis=1))
+        return float(np.mean(lse - shifted[np.arange(len(y)), y]))
+
+    message = harness.public_failure(exercises["cross_entropy"], no_keepdims, quiet=False)
+    assert "broadcast" in message and MISTAKE_PREFIX not in message
+
+
+def test_points_add_up():
+    points = {harness.grade_id(c): harness.nbgrader(c)["points"]
+              for c in harness.read(LESSON).cells if harness.nbgrader(c)["grade"]}
+    assert sum(points.values()) == 14, points
+
+
+# --- the solutions beyond the scenarios --------------------------------------------------------
+def _quiet(fn, *args):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # not even a warning
+        return fn(*args)
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1000.0])
+def test_losses_and_gradients_agree_with_torch_on_random_inputs(solved, scale):
+    rng = np.random.default_rng(int(scale))
+    pred, target = rng.normal(0, scale, size=(6, 4)), rng.normal(size=(6, 4))
+    np.testing.assert_allclose(_quiet(solved["mse_loss"], pred, target),
+                               torch_loss(F.mse_loss)(pred, target), rtol=1e-12)
+    np.testing.assert_allclose(_quiet(solved["mse_loss_grad"], pred, target),
+                               torch_loss_grad(F.mse_loss)(pred, target), rtol=1e-12)
+    labels = rng.integers(0, 2, size=(6, 4)).astype(float)
+    np.testing.assert_allclose(_quiet(solved["bce_with_logits"], pred, labels),
+                               torch_loss(F.binary_cross_entropy_with_logits)(pred, labels),
+                               rtol=1e-10)
+    logits, y = rng.normal(0, scale, size=(9, 7)), rng.integers(0, 7, size=9)
+    loss = _quiet(solved["cross_entropy"], logits, y)
+    assert type(loss) is float
+    np.testing.assert_allclose(loss, torch_loss(F.cross_entropy)(logits, y), rtol=1e-10)
+    np.testing.assert_allclose(_quiet(solved["cross_entropy_grad"], logits, y),
+                               torch_loss_grad(F.cross_entropy)(logits, y), atol=1e-15)
+
+
+def test_cross_entropy_grad_does_not_change_its_input(solved):
+    logits = np.array([[1.0, 2.0], [3.0, -1.0]])
+    before = logits.copy()
+    solved["cross_entropy_grad"](logits, np.array([0, 1]))
+    np.testing.assert_array_equal(logits, before)
+
+
+def test_linear_layer_agrees_with_torch(solved):
+    rng = np.random.default_rng(5)
+    x, W, b, dout = (rng.normal(size=s) for s in ((7, 5), (5, 3), (3,), (7, 3)))
+    out, cache = solved["linear_forward"](x, W, b)
+    expected_out, expected_cache = torch_linear_forward(x, W, b)
+    np.testing.assert_allclose(out, expected_out, rtol=1e-12)
+    for got, want in zip(cache, expected_cache, strict=True):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(solved["linear_backward"](dout, cache),
+                         torch_linear_backward(dout, cache), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mlp_agrees_with_torch_on_random_networks(solved, seed):
+    rng = np.random.default_rng(seed)
+    D, H, C, N = 6, 9, 4, 11
+    params = {"W1": rng.normal(size=(D, H)), "b1": rng.normal(size=H),
+              "W2": rng.normal(size=(H, C)), "b2": rng.normal(size=C)}
+    X, y = rng.normal(size=(N, D)), rng.integers(0, C, size=N)
+    before = copy.deepcopy(params)
+    loss, grads = solved["mlp_loss_and_grads"](params, X, y)
+    expected_loss, expected = torch_mlp_loss_and_grads(params, X, y)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-12)
+    assert grads.keys() == expected.keys()
+    for k in expected:
+        np.testing.assert_allclose(grads[k], expected[k], rtol=1e-10, atol=1e-14)
+        np.testing.assert_array_equal(params[k], before[k])
+
+
+@pytest.mark.parametrize("name,init,kwargs",
+                         [("xavier_normal", torch.nn.init.xavier_normal_, {}),
+                          ("he_normal", torch.nn.init.kaiming_normal_, {"nonlinearity": "relu"})])
+@pytest.mark.parametrize("fan_in,fan_out", [(600, 300), (200, 900)])
+def test_init_std_matches_torch_nn_init_statistically(solved, name, init, kwargs, fan_in,
+                                                      fan_out):
+    W = solved[name](fan_in, fan_out, np.random.default_rng(0))
+    assert W.shape == (fan_in, fan_out)
+    weight = torch.empty(fan_out, fan_in, dtype=torch.float64)
+    init(weight, generator=torch.Generator().manual_seed(0), **kwargs)
+    np.testing.assert_allclose(W.std(), weight.std().item(), rtol=0.01)
+    assert abs(W.mean()) < 3 * W.std() / np.sqrt(W.size)
+
+
+def test_training_reaches_95_percent_test_accuracy(solved):
+    history = mlp_lab.train_mlp(solved["mlp_loss_and_grads"], load_digits_split(seed=0))
+    assert history.test_accuracy[-1] >= 0.95
+    assert history.train_loss[-1] < 0.1 * history.train_loss[0]
+
+
+# --- the executed notebook ------------------------------------------------------------------------
+@pytest.mark.slow
+def test_solved_notebook_shows_the_gradient_checks_the_accuracy_and_the_explorer():
+    nb, _ = harness.executed_solution(LESSON)
+    text = harness.printed_text(nb)
+    assert text.count("agrees") == 2 and text.count("DISAGREES") == 2
+    accuracy = float(re.search(r"test accuracy after \d+ epochs: ([\d.]+)%", text).group(1))
+    assert accuracy >= 95.0
+    harness.assert_draws_a_figure(nb, "experiment_init_explorer")
