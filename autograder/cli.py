@@ -1,4 +1,5 @@
-"""Command line: ``python -m autograder {release,grade,export,feedback}`` from the repo root."""
+"""Command line: ``python -m autograder {release,grade,export,feedback,report,lint}`` from the
+repository root."""
 
 from __future__ import annotations
 
@@ -63,9 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Gradescope results.json files: DIR/STUDENT/LESSON/results.json")
     p.add_argument("--canvas", type=Path, metavar="FILE",
                    help="a CSV for Canvas's gradebook import")
+    p.add_argument("--mistakes", type=Path, metavar="FILE",
+                   help="per exercise and named mistake, how many students (every graded "
+                        "lesson)")
 
     p = sub.add_parser("feedback", help="write one HTML page per student for LESSON")
     p.add_argument("lesson", metavar="LESSON")
+
+    p = sub.add_parser("report", help="what the class got wrong: an HTML page, JSON and CSV "
+                                      "per lesson, for the instructor")
+    p.add_argument("lesson", nargs="?", metavar="LESSON",
+                   help="one lesson (default: every graded lesson)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="where to write them (default: autograder/reports/)")
 
     p = sub.add_parser("lint", help="check the instructor notebooks in solutions/")
     p.add_argument("lessons", nargs="*", metavar="LESSON")
@@ -92,11 +103,16 @@ def main(argv: list[str] | None = None, course: Course | None = None) -> int:
                             force=args.force)
             print(f"{len(results)} submission(s) of {args.lesson} graded")
         elif args.command == "export":
-            from autograder.export import export_canvas, export_csv, export_gradescope
+            from autograder.export import (
+                export_canvas,
+                export_csv,
+                export_gradescope,
+                export_mistakes,
+            )
 
-            if not (args.csv or args.gradescope or args.canvas):
-                raise UsageError("say where to export: --csv FILE, --gradescope DIR or "
-                                 "--canvas FILE")
+            if not (args.csv or args.gradescope or args.canvas or args.mistakes):
+                raise UsageError("say where to export: --csv FILE, --gradescope DIR, "
+                                 "--canvas FILE or --mistakes FILE")
             if args.csv:
                 print(f"wrote {export_csv(course, args.csv)} row(s) to {args.csv}")
             if args.gradescope:
@@ -104,12 +120,23 @@ def main(argv: list[str] | None = None, course: Course | None = None) -> int:
                 print(f"wrote {count} Gradescope result file(s) under {args.gradescope}")
             if args.canvas:
                 print(f"wrote {export_canvas(course, args.canvas)} student(s) to {args.canvas}")
+            if args.mistakes:
+                print(f"wrote {export_mistakes(course, args.mistakes)} row(s) to "
+                      f"{args.mistakes}")
         elif args.command == "feedback":
             from autograder.feedback import write_feedback
 
             paths = write_feedback(course, args.lesson)
             print(f"wrote {len(paths)} feedback page(s) under "
                   f"{course.feedback.relative_to(course.root)}/")
+        elif args.command == "report":
+            from autograder.report import write_reports
+
+            paths = write_reports(course, [args.lesson] if args.lesson else [], args.out)
+            for path in paths:
+                shown = path.relative_to(course.root) if path.is_relative_to(course.root) \
+                    else path
+                print(f"wrote {shown}")
         elif args.command == "lint":
             from autograder.lint import lint
 

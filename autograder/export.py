@@ -1,4 +1,6 @@
-"""``export``: the gradebook as a CSV, one row per student and lesson."""
+"""``export``: the gradebook as a CSV, one row per student and lesson (and for Gradescope and
+Canvas); and what the class got wrong, per exercise and named mistake, as a CSV to analyse
+elsewhere (the counts of :mod:`autograder.report`)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from autograder.course import Course, UsageError
 from autograder.gradebook import scores_table
+from autograder.results import atomic_write, graded_lessons, load_results, scan_results
 
 COLUMNS = ("student_id", "lesson", "score", "max_score")
 
@@ -36,8 +39,6 @@ def export_gradescope(course: Course, folder: Path) -> int:
     """Gradescope autograder results (results.json spec), one file per student and lesson:
     ``FOLDER/STUDENT/LESSON/results.json``. Every exercise is a test; hidden scenarios are
     named in its output, never shown."""
-    from autograder.grading import load_results
-
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"'{folder}' is a file; give a folder for the Gradescope results")
     count = 0
@@ -88,3 +89,19 @@ def export_canvas(course: Course, path: Path) -> int:
     tmp.write_text(buffer.getvalue(), encoding="utf-8")
     os.replace(tmp, path)
     return len(students)
+
+
+def export_mistakes(course: Course, path: Path) -> int:
+    """Per exercise and named mistake, how many students, for every graded lesson (the
+    report's ``LESSON_mistakes.csv`` rows, one file); return the row count."""
+    from autograder.report import csv_text, exercise_stats, mistakes_rows
+
+    if path.is_dir():
+        raise UsageError(f"'{path}' is a folder; give a file name such as mistakes.csv")
+    if not path.parent.resolve().is_dir():
+        raise UsageError(f"folder '{path.parent}' does not exist")
+    rows = []
+    for lesson in graded_lessons(course):
+        rows += mistakes_rows(lesson, exercise_stats(scan_results(course, lesson)[0]))
+    atomic_write(path, csv_text(rows))
+    return len(rows)

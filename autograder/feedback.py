@@ -14,7 +14,7 @@ import nbformat
 
 from autograder.assemble import is_answer_cell, nbgrader_meta
 from autograder.course import Course, UsageError
-from autograder.grading import SubmissionResult, load_results
+from autograder.results import SubmissionResult, load_results
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}

@@ -90,10 +90,10 @@ def static_problems(course: Course, lesson: str) -> list[Problem]:
 
 
 def exported_problems(course: Course, lesson: str) -> list[Problem]:
-    from autograder.reference import build_reference
+    from autograder.reference import cached_reference, default_cache
 
     try:
-        reference = build_reference(course, lesson)
+        reference = cached_reference(course, lesson, default_cache(course))
     except UsageError as exc:
         return [Problem(lesson, "(whole notebook)", str(exc))]
     problems = []

@@ -1,16 +1,44 @@
-"""``release``: regenerate course/ from solutions/ with nbgrader's generate_assignment."""
+"""``release``: regenerate course/ from solutions/: nbgrader's generate_assignment, then baking.
+
+nbgrader clears the solutions and the hidden tests. The check cells it leaves would still hold
+the instructor's exercise definitions (references, named mistakes as code, helpers), several
+of which are the answer or one argument away from it, and which import instructor material
+students do not install. So each lesson's instructor notebook is run once (exported as the
+grader does, :mod:`autograder.reference`), and every check cell of the release is *baked*:
+replaced by its docstring and one call per exercise it checks,
+
+    from dlopt.grading import check
+    check("adam_step", adam_step, "eNrtXQl0VNd5...")
+
+whose string carries the exercise's public scenarios as plain data (inputs, the instructor's
+outputs, each named mistake's outputs and message, tolerances, driver by reference;
+:mod:`dlopt.grading.baked`). Hidden scenarios never reach course/. A baked cell keeps its
+nbgrader grade_id, points and lock, with its checksum recomputed.
+"""
 
 from __future__ import annotations
 
+import ast
+import keyword
 import logging
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
+import nbformat
 from nbgrader.converters import GenerateAssignment
 from nbgrader.coursedir import CourseDirectory
+from nbgrader.utils import compute_checksum
 
+from autograder.assemble import is_check_cell, nbgrader_meta
 from autograder.course import Course, UsageError
+from autograder.reference import Reference, cached_reference, default_cache
+from dlopt.grading.baked import pack, public_only
+
+BAKED_IMPORT = "from dlopt.grading import check"
+#: One baked call: ``check("name", name, "<base64>")`` on a line of its own.
+BAKED_CALL = re.compile(r'^check\("(\w+)", (\w+), "([A-Za-z0-9+/=]*)"\)$', re.M)
 
 
 def _generate(course: Course, lesson: str, release_dir: Path, *, db_url: str) -> None:
@@ -33,22 +61,119 @@ def _generate(course: Course, lesson: str, release_dir: Path, *, db_url: str) ->
         raise UsageError(f"nbgrader could not generate {lesson}: {exc}") from exc
 
 
-def release(course: Course, lessons: list[str] | None = None) -> list[Path]:
+# ---------------------------------------------------------------------------------------------
+# Baking the check cells
+# ---------------------------------------------------------------------------------------------
+def opening_docstring(source: str) -> str:
+    """The cell's opening string literal exactly as written (what it checks), or ''."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return ""
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        return ast.get_source_segment(source, body[0]) or ""
+    return ""
+
+
+def baked_source(docstring: str, exercises: list[dict]) -> str:
+    """A check cell's source in the student's release: the docstring, then one call per exercise.
+
+    Parameters
+    ----------
+    docstring : str
+        The instructor's cell's opening docstring, as written ('' for none).
+    exercises : list of dict
+        The cell's exports (:meth:`~dlopt.grading.ExerciseData.to_plain`, public and hidden
+        scenarios), in the order the cell checks them; only public scenarios are baked.
+
+    Returns
+    -------
+    str
+    """
+    lines = [docstring] if docstring else []
+    lines.append(BAKED_IMPORT)
+    for plain in exercises:
+        function = plain["function"]
+        if not function.isidentifier() or keyword.iskeyword(function):
+            raise UsageError(f"cannot bake a check of {function!r}: not a Python name")
+        lines.append(f'check("{function}", {function}, "{pack(public_only(plain))}")')
+    return "\n".join(lines)
+
+
+def baked_calls(source: str) -> list[tuple[str, str]]:
+    """``(function, data)`` of every baked ``check`` call in a released check cell, in order."""
+    return [(name, data) for name, given, data in BAKED_CALL.findall(source) if name == given]
+
+
+def bake(nb: nbformat.NotebookNode, reference: Reference) -> None:
+    """Replace, in place, every check cell of a generated release by its baked form.
+
+    Raises :class:`UsageError` when a check cell has no export or an export has no check cell.
+    """
+    exports = reference.exports()
+    baked = set()
+    for cell in nb.cells:
+        if not is_check_cell(cell):
+            continue
+        meta = nbgrader_meta(cell)
+        grade_id = meta.get("grade_id")
+        if grade_id not in exports:
+            raise UsageError(f"check cell '{grade_id}' of {reference.lesson} exported no "
+                             f"exercise: it cannot be baked into the release")
+        cell.source = baked_source(opening_docstring(cell.source), exports[grade_id])
+        meta["checksum"] = compute_checksum(cell)
+        baked.add(grade_id)
+    missing = sorted(set(exports) - baked)
+    if missing:
+        raise UsageError(f"{reference.lesson}: exports of {missing} match no check cell of the "
+                         f"release")
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------------------------
+def release(course: Course, lessons: list[str] | None = None, *,
+            cache: Path | bool = True) -> list[Path]:
     """Regenerate course/LESSON for each lesson (all by default); return the notebooks written.
 
+    Each lesson's instructor notebook is exported (:func:`~autograder.reference.cached_reference`)
+    and its release generated by nbgrader, then baked (:func:`bake`).
+
+    Parameters
+    ----------
+    course : Course
+    lessons : list of str, optional
+        Lesson folders; all of ``solutions/`` by default.
+    cache : Path or bool
+        Where exports are cached: ``True`` for ``autograder/cache/reference``, a folder, or
+        ``False`` to run every instructor notebook afresh.
+
+    Returns
+    -------
+    list of Path
+
+    Notes
+    -----
     Deterministic: each lesson is generated into a scratch folder and then moved into place,
-    so running it twice changes nothing, and a failure leaves course/ as it was.
+    so running it twice changes nothing, and a failure leaves that lesson of course/ as it was.
     """
     lessons = [course.check_lesson(lesson) for lesson in (lessons or course.lessons())]
     if not lessons:
         raise UsageError(f"no lessons found in {course.solutions}")
+    folder = default_cache(course) if cache is True else (cache or None)
     written = []
     for lesson in lessons:
+        reference = cached_reference(course, lesson, folder)
         with tempfile.TemporaryDirectory(prefix="release-") as scratch:
             # A throwaway gradebook: releasing must not touch the instructor's grades.
             _generate(course, lesson, Path(scratch) / "out",
                       db_url=f"sqlite:///{Path(scratch) / 'release.db'}")
             generated = Path(scratch) / "out" / lesson
+            notebook = generated / f"{lesson}.ipynb"
+            nb = nbformat.read(notebook, as_version=4)
+            bake(nb, reference)
+            nbformat.write(nb, notebook)
             target = course.release / lesson
             course.release.mkdir(exist_ok=True)
             if target.exists():

@@ -21,6 +21,7 @@ import nbformat
 from autograder.course import REPO_ROOT
 
 PID_FILE = "kernel.pid"
+KERNEL_NAME = "python3"  # the kernel spec every notebook runs in
 MAX_CELL_OUTPUT = 2_000_000  # characters of outputs kept per cell
 
 
@@ -101,7 +102,7 @@ def _run(job: dict) -> dict:
     else:
         env = {**os.environ, **job["env"]}
     client = NotebookClient(
-        nb, km=km, timeout=job["cell_timeout"], kernel_name="python3", allow_errors=True,
+        nb, km=km, timeout=job["cell_timeout"], kernel_name=KERNEL_NAME, allow_errors=True,
         interrupt_on_timeout=True, shutdown_kernel="immediate", store_widget_state=False,
         error_on_timeout={"ename": "CellTimeout", "evalue": (
             f"this cell did not finish within {job['cell_timeout']:g} s and was interrupted"),
@@ -162,7 +163,7 @@ def _sandboxed_kernel_manager(workdir: Path, sandbox: dict):
         def format_kernel_cmd(self, extra_arguments=None):
             return wrap(super().format_kernel_cmd(extra_arguments), spec, run / "sandbox.json")
 
-    km = SandboxedKernelManager(kernel_name="python3", transport="ipc",
+    km = SandboxedKernelManager(kernel_name=KERNEL_NAME, transport="ipc",
                                 ip=str(run / "ipc" / "kernel"),
                                 connection_file=str(run / "kernel.json"))
     return km, str(home)

@@ -13,7 +13,10 @@ PATTERNS = [
      "refers to the grader's files or walks up the folder tree"),
     (r"input_transformers|events\.register|showtraceback|excepthook|set_custom_exc|"
      r"ast_transformers", "changes how IPython runs or reports cells"),
-    (r"dlopt\.(probe|codec|check)\b|_dlopt_probe|RESULT_MIME|publish_display_data",
+    # the grading contract's internals (a baked check's `from dlopt.grading import check` is not)
+    (r"dlopt\.grading\.(probe|codec|judge|scenario|exercise|baked|drivers)\b|"
+     r"from\s+dlopt\.grading\s+import[^\n]*\b(probe|codec|judge|scenario|Outcome)\b|"
+     r"_dlopt_probe|RESULT_MIME|publish_display_data",
      "touches the grader's probe"),
     (r"^\s*(np|numpy|torch|math|builtins|dlopt)(\.\w+)+\s*=(?!=)",
      "replaces a library function"),

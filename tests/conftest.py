@@ -76,7 +76,7 @@ _LESSON_PARAM = re.compile(r"\[(?:.*-)?(\d\d)_[a-z]")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark each test with its lesson (``-m lesson06``): by file name, or by its lesson parameter."""
+    """Mark each test with its lesson (``-m lesson06``), by file name or lesson parameter."""
     for item in items:
         found = _LESSON_FILE.match(item.path.name) or _LESSON_PARAM.search(item.name)
         if found:

@@ -73,11 +73,12 @@ def is_self_install(line: str) -> bool:
 
 
 JUPYTER_CONFIG = "./jupyter-config"  # the environment's Jupyter configuration, a local package
+INSTRUCTOR = "-e ./instructor"  # oracles and named mistakes (dlopt_instructor), never for students
 
 
 def is_local_install(line: str) -> bool:
-    """'-e .' (dlopt) or './jupyter-config': the repository's own packages."""
-    return is_self_install(line) or line == JUPYTER_CONFIG
+    """'-e .' (dlopt), '-e ./instructor' or './jupyter-config': the repository's own packages."""
+    return is_self_install(line) or line in (JUPYTER_CONFIG, INSTRUCTOR)
 
 
 def parse_specs(lines: list[str], source: str) -> dict[str, str]:
@@ -191,6 +192,10 @@ def test_requirements_are_exact_pins() -> None:
         f"requirements.txt needs its '{JUPYTER_CONFIG}' line: without it nbconvert's HTML shows "
         "empty boxes where the figure widgets were (jupyter-config/README.md)"
     )
+    assert INSTRUCTOR in lines, (
+        f"requirements.txt needs its '{INSTRUCTOR}' line: the instructor notebooks' check cells "
+        "and the grader's reference run import dlopt_instructor (instructor/README.md)"
+    )
     assert requirements_specs(), "requirements.txt pins nothing"  # also rejects duplicates
 
 
@@ -277,6 +282,19 @@ def test_dlopt_is_installed_from_this_checkout() -> None:
     assert source.is_relative_to(ROOT / "src"), (
         f"dlopt is imported from {source}, not from this checkout's src/; "
         "run: python -m pip install -r requirements.txt"
+    )
+
+
+def test_student_package_leaves_instructor_material_out() -> None:
+    """dlopt's wheel holds dlopt only: oracles and named mistakes live in dlopt_instructor."""
+    find = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]
+    assert find["find"]["include"] == ["dlopt", "dlopt.*"]
+    assert not (ROOT / "src" / "dlopt_instructor").exists()
+    import dlopt_instructor
+
+    source = Path(dlopt_instructor.__file__).resolve()
+    assert source.is_relative_to(ROOT / "instructor"), (
+        f"dlopt_instructor is imported from {source}, not from this checkout's instructor/"
     )
 
 

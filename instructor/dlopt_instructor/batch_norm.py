@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlopt.kit.threads import single_threaded
+from dlopt.kit.threads import cpu_threads
 
 __all__ = [
     "BACKWARD_MISTAKES",
@@ -52,7 +52,7 @@ def _ensure_state(state: dict, n_features: int) -> None:
         state["running_var"] = np.ones(n_features)
 
 
-@single_threaded()
+@cpu_threads(1)
 def torch_batchnorm_cache(x, gamma, eps: float = 1e-5) -> dict:
     """The training-mode cache of batch norm on ``x``, computed by torch in float64.
 
@@ -82,7 +82,7 @@ def torch_batchnorm_cache(x, gamma, eps: float = 1e-5) -> dict:
     }
 
 
-@single_threaded()
+@cpu_threads(1)
 def torch_batchnorm_forward(x, gamma, beta, state: dict, *, train: bool = True,
                             momentum: float = 0.1, eps: float = 1e-5):
     """Batch norm by ``torch.nn.functional.batch_norm``, with the course's interface.
@@ -117,7 +117,7 @@ def torch_batchnorm_forward(x, gamma, beta, state: dict, *, train: bool = True,
     return _np(out), torch_batchnorm_cache(x, gamma, eps)
 
 
-@single_threaded()
+@cpu_threads(1)
 def torch_batchnorm_backward(dout, cache: dict):
     """Gradients of training-mode batch norm by torch's autograd.
 
@@ -173,13 +173,13 @@ def _normalized_by(denominator: Callable, x, gamma, beta, state, train, momentum
     return _np(_t(gamma) * x_hat + _t(beta)), cache
 
 
-@single_threaded()
+@cpu_threads(1)
 def _eps_outside_sqrt(x, gamma, beta, state, *, train=True, momentum=0.1, eps=1e-5):
     return _normalized_by(lambda var, eps: torch.sqrt(var) + eps, x, gamma, beta, state,
                           train, momentum, eps)
 
 
-@single_threaded()
+@cpu_threads(1)
 def _biased_running_var(x, gamma, beta, state, *, train=True, momentum=0.1, eps=1e-5):
     old = None if "running_var" not in state else np.array(state["running_var"])
     out, cache = torch_batchnorm_forward(x, gamma, beta, state, train=train,
@@ -191,13 +191,13 @@ def _biased_running_var(x, gamma, beta, state, *, train=True, momentum=0.1, eps=
     return out, cache
 
 
-@single_threaded()
+@cpu_threads(1)
 def _momentum_reversed(x, gamma, beta, state, *, train=True, momentum=0.1, eps=1e-5):
     return torch_batchnorm_forward(x, gamma, beta, state, train=train, momentum=1 - momentum,
                                    eps=eps)
 
 
-@single_threaded()
+@cpu_threads(1)
 def _eval_batch_statistics(x, gamma, beta, state, *, train=True, momentum=0.1, eps=1e-5):
     if train:
         return torch_batchnorm_forward(x, gamma, beta, state, momentum=momentum, eps=eps)
@@ -207,7 +207,7 @@ def _eval_batch_statistics(x, gamma, beta, state, *, train=True, momentum=0.1, e
     return _np(_t(gamma) * (x_t - mean) * torch.rsqrt(var + eps) + _t(beta)), None
 
 
-@single_threaded()
+@cpu_threads(1)
 def _ignores_train_flag(x, gamma, beta, state, *, train=True, momentum=0.1, eps=1e-5):
     if train or np.shape(x)[0] > 1:
         out, cache = torch_batchnorm_forward(x, gamma, beta, state, train=True,
@@ -221,20 +221,20 @@ def _ignores_train_flag(x, gamma, beta, state, *, train=True, momentum=0.1, eps=
     return out, None
 
 
-@single_threaded()
+@cpu_threads(1)
 def _running_not_stored(x, gamma, beta, state, *, train=True, momentum=0.1, eps=1e-5):
     _ensure_state(state, np.shape(x)[1])
     return torch_batchnorm_forward(x, gamma, beta, copy.deepcopy(state), train=train,
                                    momentum=momentum, eps=eps)
 
 
-@single_threaded()
+@cpu_threads(1)
 def _no_eps(x, gamma, beta, state, *, train=True, momentum=0.1, eps=1e-5):
     return _normalized_by(lambda var, eps: torch.sqrt(var), x, gamma, beta, state, train,
                           momentum, eps)
 
 
-@single_threaded()
+@cpu_threads(1)
 def _no_gamma_beta(x, gamma, beta, state, *, train=True, momentum=0.1, eps=1e-5):
     ones = np.ones(np.shape(x)[1])
     out, cache = torch_batchnorm_forward(x, ones, 0 * ones, state, train=train,
@@ -279,7 +279,7 @@ def forward_mistake(kind: str) -> Callable:
     return fn
 
 
-@single_threaded()
+@cpu_threads(1)
 def _autograd_variant(dout, cache, *, keep_mean=True, keep_var=True, bessel=False):
     """Gradients of batch norm with some gradient paths cut (``detach``) or changed."""
     with torch.enable_grad():
@@ -316,7 +316,7 @@ def _bessel_in_backward(dout, cache):
     return _autograd_variant(dout, cache, bessel=True)
 
 
-@single_threaded()
+@cpu_threads(1)
 def _dgamma_not_summed(dout, cache):
     dx, _, dbeta = torch_batchnorm_backward(dout, cache)
     return dx, np.asarray(dout, dtype=np.float64) * cache["x_hat"], dbeta

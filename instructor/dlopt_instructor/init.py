@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dlopt.kit.threads import single_threaded
+from dlopt.kit.threads import cpu_threads
 
 __all__ = ["torch_he_normal", "torch_init_std", "torch_xavier_normal"]
 
@@ -20,7 +20,7 @@ def torch_init_std(kind: str, fan_in: int, fan_out: int) -> float:
     """
     if kind not in ("xavier", "he"):
         raise ValueError(f"unknown init {kind!r}; choose 'xavier' or 'he'")
-    with single_threaded():
+    with cpu_threads(1):
         weight = torch.empty(int(fan_out), int(fan_in), dtype=torch.float64)
         if kind == "xavier":
             torch.nn.init.xavier_normal_(weight, generator=torch.Generator().manual_seed(0))

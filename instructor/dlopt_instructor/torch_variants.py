@@ -1,17 +1,19 @@
 """Torch's own components, and deliberately broken variants of them, for lesson 08's checks.
 
 A check of lesson 08 runs the learner's class (an autograd ``Function``, an ``nn.Module``, a
-``torch.optim.Optimizer`` subclass) through a driver of :mod:`dlopt.grading.drivers.torch_modules` and compares
-the plain data it reports with what torch's own class reports through the same driver. The
-classic mistakes it names are built here **from torch's classes**, never from the learner's
-algorithms: a wrong hyperparameter, a detached path in autograd, a wrapper that drops the state
-from ``state_dict`` or restores the parameters after the step. Nothing here is an answer to an
-exercise: each variant is torch, changed in one visible place.
+``torch.optim.Optimizer`` subclass) through a driver of
+:mod:`dlopt.grading.drivers.torch_modules` and compares the plain data it reports with what
+torch's own class reports through the same driver. The classic mistakes it names are built
+here **from torch's classes**, never from the learner's algorithms: a wrong hyperparameter, a
+detached path in autograd, a wrapper that drops the state from ``state_dict`` or restores the
+parameters after the step. Nothing here is an answer to an exercise: each variant is torch,
+changed in one visible place.
 
 References
     :class:`TorchFunction` (``apply`` is a torch function), :class:`TorchBatchNorm`.
 Elementwise functions
-    :func:`function_variant` builds an autograd ``Function`` from a forward and a backward.
+    :func:`function_variant` builds an autograd ``Function`` from a forward and a backward
+    (on :func:`dlopt.kit.torch_bridge.autograd_function`, the course's one bridge).
 Batch norm (the function)
     :data:`BATCH_NORM_FUNCTION_MISTAKES`, see :func:`batch_norm_function_mistake`.
 Batch norm and dropout (the modules)
@@ -31,6 +33,9 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+from dlopt.kit.learner import function_name
+from dlopt.kit.torch_bridge import autograd_function
 
 __all__ = [
     "BATCH_NORM_FUNCTION_MISTAKES",
@@ -63,7 +68,8 @@ class TorchFunction:
     """Something with ``apply`` like an autograd ``Function``, computed by a torch function.
 
     ``TorchFunction(torch.sigmoid).apply(x)`` is ``torch.sigmoid(x)``; autograd differentiates
-    it. The reference for a learner's ``Sigmoid`` in :func:`dlopt.grading.drivers.torch_modules.run_function`.
+    it. The reference for a learner's ``Sigmoid`` in
+    :func:`dlopt.grading.drivers.torch_modules.run_function`.
     """
 
     def __init__(self, fn: Callable[..., torch.Tensor], name: str | None = None):
@@ -91,6 +97,9 @@ class TorchBatchNorm:
 def function_variant(forward: Callable, backward: Callable, name: str = "variant"):
     """An autograd ``Function`` from two torch callables (used to build wrong variants).
 
+    Built on the course's one bridge, :func:`dlopt.kit.torch_bridge.autograd_function`, with
+    the cache holding the input and the output.
+
     Parameters
     ----------
     forward : callable
@@ -106,17 +115,16 @@ def function_variant(forward: Callable, backward: Callable, name: str = "variant
         A subclass of ``torch.autograd.Function``: ``cls.apply(x)``.
     """
 
-    def _forward(ctx, x):
+    def forward_with_cache(x):
         y = forward(x)
-        ctx.save_for_backward(x, y)
-        return y
+        return y, (x, y)
 
-    def _backward(ctx, grad_output):
-        x, y = ctx.saved_tensors
+    def backward_from_cache(grad_output, cache):
+        x, y = cache
         return backward(x, y, grad_output)
 
-    return type(name, (torch.autograd.Function,), {
-        "forward": staticmethod(_forward), "backward": staticmethod(_backward)})
+    return autograd_function(forward_with_cache, backward_from_cache, name=name,
+                             blame=(function_name(forward), function_name(backward)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from conftest import answer_sources, submission, write_submission
 
 from autograder.cli import main
 from autograder.course import REPO_ROOT, Course
-from autograder.grading import load_results
 from autograder.lint import lint
+from autograder.results import load_results
 
 pytestmark = pytest.mark.slow
 LESSON = "00_start_here"

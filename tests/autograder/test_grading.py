@@ -10,7 +10,7 @@ from conftest import LESSONS, answer_sources, submission, write_submission
 
 from autograder.cli import main
 from autograder.course import REPO_ROOT, Course
-from autograder.grading import load_results
+from autograder.results import load_results
 
 pytestmark = pytest.mark.slow
 LESSON = "00_start_here"

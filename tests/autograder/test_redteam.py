@@ -16,7 +16,7 @@ from conftest import answer_sources, submission, write_submission
 
 from autograder.cli import main
 from autograder.course import REPO_ROOT, Course
-from autograder.grading import load_results
+from autograder.results import load_results
 
 pytestmark = pytest.mark.slow
 LESSON = "00_start_here"
@@ -41,7 +41,8 @@ import json, numpy as np, dlopt.grading.probe, dlopt.grading.codec
 from IPython.display import publish_display_data
 def forged(payload):
     request = json.loads(payload)
-    outcomes = [{"value": dlopt.grading.codec.encode(np.zeros(dlopt.grading.codec.decode(c["args"])[0].shape))}
+    codec = dlopt.grading.codec
+    outcomes = [{"value": codec.encode(np.zeros(codec.decode(c["args"])[0].shape))}
                 for c in request["cases"]]
     publish_display_data({dlopt.grading.probe.RESULT_MIME: {"nonce": request["nonce"],
         "function": request["function"], "outcomes": outcomes}})
@@ -138,7 +139,8 @@ def after(result):
     src = result.info.raw_cell
     if 'nonce' in src:
         nonce = src.split('nonce\\\\": \\\\"')[1].split('\\\\"')[0]
-        publish_display_data({dlopt.grading.probe.RESULT_MIME: {"nonce": nonce, "function": "standardize",
+        mime = dlopt.grading.probe.RESULT_MIME
+        publish_display_data({mime: {"nonce": nonce, "function": "standardize",
                               "outcomes": []}})
 get_ipython().events.register('post_run_cell', after)
 """

@@ -1,4 +1,4 @@
-"""dlopt.grading.drivers.update_rule and the torch.optim oracle: trajectories, state, and named mistakes."""
+"""dlopt.grading.drivers.update_rule and the torch.optim oracle: trajectories, state, mistakes."""
 
 import json
 

@@ -132,3 +132,26 @@ def test_functions_travel_as_plain_data(name):
     # gradient-check scenarios pass these functions as arguments: the grader must decode them
     f = getattr(obj, name)
     assert codec.decode(codec.encode(f)) is f
+
+
+@pytest.mark.parametrize("name,kwargs,shape", [
+    ("rosenbrock", {"a": 2.0, "b": 10.0}, (3, 4)), ("himmelblau", {}, (5, 2)),
+    ("quadratic", {"H": H3, "b": B3}, (2, 3)), ("sum_of_sines", {}, (2, 3)),
+    ("wavy_bowl", {}, (3, 2))])
+def test_the_same_functions_take_torch_tensors_and_keep_autograd(name, kwargs, shape):
+    f = getattr(obj, name)
+    x = np.random.default_rng(2).normal(size=shape)
+    t = torch.tensor(x, requires_grad=True)
+    value = f(t, **kwargs)
+    assert isinstance(value, torch.Tensor) and value.dtype == torch.float64
+    np.testing.assert_allclose(value.detach().numpy(), f(x, **kwargs), rtol=1e-13)
+    value.sum().backward()
+    np.testing.assert_allclose(t.grad.numpy(), obj.analytic_gradient(f)(x, **kwargs),
+                               rtol=1e-11, atol=1e-12)
+
+
+def test_lesson_08_names_the_same_functions():
+    from dlopt.kit import torch_objectives
+
+    for name in torch_objectives.__all__:
+        assert getattr(torch_objectives, name) is getattr(obj, name)

@@ -56,8 +56,8 @@ ENDS_WITHOUT_SUMMARY = {"00_start_here"}
 INTRODUCED_TOGETHER = {"01_activations", "02_losses_backprop", "04_adaptive_optimizers",
                        "05_regularization", "08_pytorch_from_numpy"}
 # Lesson 08 grades classes (torch.autograd.Function, nn.Module, optimizers): a class's stub has
-# one solution block per method, 19 in all for 11 graded classes and functions.
-SOLUTION_BLOCKS = {"08_pytorch_from_numpy": 19}
+# one solution block per method, 21 in all for 12 graded classes and functions.
+SOLUTION_BLOCKS = {"08_pytorch_from_numpy": 21}
 STUB_KEYWORDS = {"08_pytorch_from_numpy": "def|class"}
 # Early stopping's hidden scenarios are validation curves written out (HIDDEN_CURVES), not drawn.
 HIDDEN_WRITTEN_OUT = {("05_regularization", "test_early_stopping"): "HIDDEN_CURVES"}

@@ -93,3 +93,57 @@ def test_solved_notebook_agrees_with_torch_and_draws_its_explorers():
     assert "DISAGREES" not in harness.printed_text(nb)
     harness.assert_draws_a_figure(nb, "experiment_activation_explorer",
                                   "experiment_depth_explorer")
+
+
+def test_dead_lr_text_quotes_what_the_sweep_gives():
+    """md_dead_lr: at lr 10 the loss is near ln 10, at lr 30 about 5.5 (not stuck near ln 10);
+    both leave about half of the units dead, 97 % of the second layer, and chance accuracy."""
+    from dlopt.kit.data import load_digits_split
+    from dlopt.lessons.l01_activations import dead_relu
+
+    def relu(x):
+        return np.maximum(x, 0.0)
+
+    def relu_grad(x):
+        return (x > 0).astype(float)
+
+    sweep = dead_relu.dead_fraction_vs_lr(relu, relu_grad, load_digits_split(seed=0), [1.0, 10.0, 30.0],
+                                          hidden=(64, 64), steps=50)
+    (_, loss_10, loss_30), (_, acc_10, acc_30) = sweep.train_loss, sweep.test_accuracy
+    assert abs(loss_10 - np.log(10)) < 0.1 and round(loss_30, 1) == 5.5
+    assert round(acc_10, 1) == round(acc_30, 1) == 0.1
+    for dead, layers in zip(sweep.dead_fraction[1:], sweep.dead_per_layer[1:], strict=True):
+        assert round(dead, 1) == 0.5 and round(layers[1], 2) == 0.97
+    text = " ".join(harness.markdown(LESSON).split())
+    assert "(97 % of it), and the test accuracy falls to chance, 10 %" in text
+    assert "at `lr = 30` it ends even higher, about 5.5" in text
+
+
+def test_dead_lr_sweep_shows_its_clipping_and_what_the_clip_changes():
+    """Issue 14, item 8: the sweep's gradient clipping is a visible knob (CLIP_NORM, passed to the
+    sweep), and md_dead_lr's numbers without clipping are what the sweep gives: lr 0.01 learns
+    faster (about 1.75 instead of 2.13), lr 3 ends in nan, lr 30 far above."""
+    from dlopt.kit.data import load_digits_split
+    from dlopt.lessons.l01_activations import dead_relu
+
+    source = harness.cell_sources(LESSON)["experiment_dead_lr"]
+    assert "CLIP_NORM = 1.0" in source and "clip_norm=CLIP_NORM" in source
+    assert "clip_norm=None" in source  # the unclipped comparison line
+
+    def relu(x):
+        return np.maximum(x, 0.0)
+
+    def relu_grad(x):
+        return (x > 0).astype(float)
+
+    data = load_digits_split(seed=0)
+    lrs = [0.01, 3.0, 30.0]
+    with np.errstate(all="ignore"):
+        clipped = dead_relu.dead_fraction_vs_lr(relu, relu_grad, data, lrs, clip_norm=1.0)
+        unclipped = dead_relu.dead_fraction_vs_lr(relu, relu_grad, data, lrs, clip_norm=None)
+    assert round(clipped.train_loss[0], 2) == 2.13 and round(unclipped.train_loss[0], 2) == 1.75
+    assert np.isnan(unclipped.train_loss[1]) and unclipped.train_loss[2] > 1e6
+    text = " ".join(harness.markdown(LESSON).split())
+    assert "a training loss of about 2.13 instead of 1.75 after 50 steps" in text
+    assert "the loss is `nan` at `lr = 3` and astronomically large at `lr = 30`" in text
+    assert "`CLIP_NORM` = 1" in text and "`clip_grad_norm`" in text

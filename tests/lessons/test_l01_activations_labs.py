@@ -1,9 +1,9 @@
-"""Lesson 01's experiment modules: safe, torch_utils, gradcheck, vanishing, dead_relu, data,
-plotting.
+"""Lesson 01's experiment modules and the kit they use: learner, torch_bridge, gradcheck,
+vanishing, dead_relu, data, plotting.
 
-Activations and derivatives come from torch (dlopt_instructor.oracles), never from a formula written here,
-so these tests contain no answer to an exercise. Stubs that raise NotImplementedError stand in
-for a learner's unfinished functions.
+Activations and derivatives come from torch (dlopt_instructor.oracles), never from a formula
+written here, so these tests contain no answer to an exercise. Stubs that raise
+NotImplementedError stand in for a learner's unfinished functions.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def test_numpy_activation_survives_functions_that_write_into_their_input():
 
 def test_numpy_activation_refuses_a_shape_change():
     act = numpy_activation(lambda x: x.sum(), RELU[1])
-    with pytest.raises(ValueError, match="returned shape"):
+    with pytest.raises(ValueError, match="returned out of shape"):
         act(torch.zeros(3, dtype=torch.float64))
 
 

@@ -1,4 +1,5 @@
-"""dlopt.lessons.l01_activations.widgets, headless: build an explorer, move a control, and the figure changes.
+"""dlopt.lessons.l01_activations.widgets, headless: build an explorer, move a control, and the
+figure changes.
 
 A learner's unfinished function (raising NotImplementedError) must give a message naming it,
 while the other functions are still drawn.

@@ -32,12 +32,13 @@ from dlopt_instructor.backprop import (
 LESSON = "02_losses_backprop"
 GRADED = [
     "mse_loss", "mse_loss_grad", "bce_with_logits", "cross_entropy", "cross_entropy_grad",
-    "linear_forward", "linear_backward", "mlp_loss_and_grads", "xavier_normal", "he_normal",
+    "linear_forward", "linear_backward", "one_hot", "standardize_split", "mlp_loss_and_grads",
+    "xavier_normal", "he_normal",
 ]
 EXERCISES = [
     "mse_loss", "mse_loss_grad", "bce_with_logits", "cross_entropy", "cross_entropy_grad",
-    "linear_forward", "linear_backward", "mlp_loss_and_grads",
-    "xavier_normal via draw_with_seed", "xavier_normal via sample_std",
+    "linear_forward", "linear_backward", "one_hot via run_one_hot", "standardize_split",
+    "mlp_loss_and_grads", "xavier_normal via draw_with_seed", "xavier_normal via sample_std",
     "he_normal via draw_with_seed", "he_normal via sample_std",
 ]
 solved = harness.solved  # a fixture: the solved notebook's namespace, for LESSON
@@ -83,7 +84,7 @@ def test_a_shape_error_is_not_named_as_a_shape_sensitive_mistake(exercises):
 def test_points_add_up():
     points = {harness.grade_id(c): harness.nbgrader(c)["points"]
               for c in harness.read(LESSON).cells if harness.nbgrader(c)["grade"]}
-    assert sum(points.values()) == 14, points
+    assert sum(points.values()) == 16, points
 
 
 # --- the solutions beyond the scenarios --------------------------------------------------------
@@ -178,3 +179,106 @@ def test_solved_notebook_shows_the_gradient_checks_the_accuracy_and_the_explorer
     accuracy = float(re.search(r"test accuracy after \d+ epochs: ([\d.]+)%", text).group(1))
     assert accuracy >= 95.0
     harness.assert_draws_a_figure(nb, "experiment_init_explorer")
+
+
+# --- preparing the data (issue 14, item 10) ------------------------------------------------------
+def test_sections_are_numbered_in_order_after_the_new_preprocessing_section():
+    headings = re.findall(r"^## (\d+) · ", harness.markdown(LESSON), flags=re.M)
+    assert headings == [str(i) for i in range(1, 13)]
+    sources = harness.cell_sources(LESSON)
+    assert sources["md_one_hot"].startswith("## 7 · Preparing the data")
+    assert "section 11 derives both" in sources["md_training"]
+
+
+@pytest.mark.parametrize("num_classes", [1, 3, 10])
+def test_one_hot_agrees_with_torch_and_refuses_labels_out_of_range(solved, num_classes):
+    rng = np.random.default_rng(num_classes)
+    y = rng.integers(0, num_classes, size=17)
+    got = solved["one_hot"](y, num_classes)
+    expected = F.one_hot(torch.as_tensor(y), num_classes).numpy()
+    assert got.dtype.kind in "iu" and got.shape == (17, num_classes)
+    np.testing.assert_array_equal(got, expected)
+    for bad in (num_classes, -1):
+        with pytest.raises(ValueError):
+            solved["one_hot"](np.array([0, bad]), num_classes)
+
+
+def test_standardize_split_agrees_with_standard_scaler_fitted_on_train(solved):
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(7)
+    X_train = np.column_stack([rng.normal(3.0, 2.0, size=(30, 4)), np.full(30, 5.0)])
+    X_test = rng.normal(0.0, 5.0, size=(9, 5))
+    before = X_train.copy(), X_test.copy()
+    z_train, z_test = solved["standardize_split"](X_train, X_test)
+    scaler = StandardScaler().fit(X_train)
+    np.testing.assert_allclose(z_train, scaler.transform(X_train), atol=1e-12)
+    np.testing.assert_allclose(z_test, scaler.transform(X_test), atol=1e-12)
+    np.testing.assert_array_equal(X_train, before[0])
+    np.testing.assert_array_equal(X_test, before[1])
+
+
+def _one_hot_by_threshold(y, num_classes):
+    return (y > 0).astype(np.int64)
+
+
+def _one_hot_by_eye(y, num_classes):
+    if np.any((y < 0) | (y >= num_classes)):
+        raise ValueError("label out of range")
+    return np.eye(num_classes)[y]
+
+
+def _one_hot_inferred(y, num_classes):
+    if np.any((y < 0) | (y >= num_classes)):
+        raise ValueError("label out of range")
+    return np.eye(y.max() + 1, dtype=np.int64)[y]
+
+
+@pytest.mark.parametrize("fn,expected", [
+    (_one_hot_by_threshold, "thresholding (y > 0) is a binarization, not one-hot"),
+    (_one_hot_by_eye, "the values are right but the dtype is float"),
+    (_one_hot_inferred, "the number of columns was taken from the labels (y.max() + 1)"),
+])
+def test_numpy_one_hot_mistakes_are_named(exercises, fn, expected):
+    message = harness.public_failure(exercises["one_hot via run_one_hot"], fn)
+    assert MISTAKE_PREFIX + expected in message, message
+
+
+def _fit_on_both(X_train, X_test):
+    both = np.vstack([X_train, X_test])
+    std = both.std(axis=0)
+    std[std == 0] = 1.0
+    return (X_train - both.mean(axis=0)) / std, (X_test - both.mean(axis=0)) / std
+
+
+def _standardize_then_min_max(X_train, X_test):
+    mean, std = X_train.mean(axis=0), X_train.std(axis=0)
+    std[std == 0] = 1.0
+    z_train, z_test = (X_train - mean) / std, (X_test - mean) / std
+    lo, hi = z_train.min(axis=0), z_train.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return (z_train - lo) / span, (z_test - lo) / span
+
+
+@pytest.mark.parametrize("fn,expected", [
+    (_fit_on_both, "leakage: the statistics came from the training and the test split together"),
+    (_standardize_then_min_max, "standardized and then min-max normalized again"),
+])
+def test_numpy_standardize_split_mistakes_are_named(exercises, fn, expected):
+    message = harness.public_failure(exercises["standardize_split"], fn)
+    assert MISTAKE_PREFIX + expected in message, message
+
+
+def test_preprocessing_experiment_quotes_what_it_computes(solved):
+    """md_preprocessing_experiment: the learner's standardize_split gives the lesson's data, and
+    refitting on train + test moves the worst test pixel by about 50 standard deviations."""
+    raw, ready = load_digits_split(seed=0, standardize=False), load_digits_split(seed=0)
+    z_train, z_test = solved["standardize_split"](raw.X_train, raw.X_test)
+    assert np.abs(z_train - ready.X_train).max() < 1e-12
+    assert np.abs(z_test - ready.X_test).max() < 1e-12
+    both = np.vstack([raw.X_train, raw.X_test])
+    std = both.std(axis=0)
+    leaked = (raw.X_test - both.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    assert round(np.abs(leaked - z_test).max(), -1) == 50
+    text = " ".join(harness.markdown(LESSON).split())
+    assert "by about 50 standard deviations for the worst pixel" in text

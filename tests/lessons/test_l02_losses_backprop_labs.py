@@ -257,7 +257,7 @@ def test_training_with_autograd_gradients_learns_the_digits(digits):
     assert history.train_loss.shape == history.test_accuracy.shape == (20,)
     assert history.test_accuracy[-1] >= 0.95
     assert history.train_loss[-1] < history.train_loss[0] / 10
-    assert mlp_lab.accuracy(history.params, digits.X_test, digits.y_test) == \
+    assert mlp_lab.mlp_accuracy(history.params, digits.X_test, digits.y_test) == \
         history.test_accuracy[-1]
     again = mlp_lab.train_mlp(torch_mlp_loss_and_grads, digits, epochs=20)
     np.testing.assert_array_equal(again.train_loss, history.train_loss)
@@ -290,13 +290,13 @@ def test_training_a_stub_names_it(digits):
 def test_gradient_check_separates_right_from_wrong_backward_passes():
     rng = np.random.default_rng(4)
     params, X, y = _params(rng), rng.normal(size=(5, 4)), np.array([0, 1, 2, 1, 0])
-    right = mlp_lab.gradient_check(torch_mlp_loss_and_grads, _central, params, X, y)
+    right = mlp_lab.mlp_gradient_check(torch_mlp_loss_and_grads, _central, params, X, y)
     assert list(right) == list(MLP_KEYS) and max(right.values()) < 1e-7
 
     def no_relu(p, X_, y_):
         return torch_mlp_mistake(p, X_, y_, "no_relu_backward")
 
-    wrong = mlp_lab.gradient_check(no_relu, _central, params, X, y)
+    wrong = mlp_lab.mlp_gradient_check(no_relu, _central, params, X, y)
     assert wrong["W1"] > 1e-2 and wrong["W2"] < 1e-7
 
 
@@ -308,16 +308,3 @@ def test_plot_training_draws_loss_and_accuracy(digits):
     mlp_lab.plot_training(ax_loss, ax_acc, history, target=0.95)
     np.testing.assert_array_equal(ax_loss.get_lines()[0].get_ydata(), history.train_loss)
     assert [line.get_label() for line in ax_acc.get_lines()] == ["train", "test", "95%"]
-
-
-# --- threads -----------------------------------------------------------------------------------
-def test_single_threaded_restores_the_thread_count():
-    from dlopt.kit.threads import single_threaded
-
-    before = torch.get_num_threads()
-    with single_threaded():
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
-    with pytest.raises(KeyError), single_threaded():
-        raise KeyError("an error inside")
-    assert torch.get_num_threads() == before

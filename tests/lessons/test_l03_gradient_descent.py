@@ -22,7 +22,7 @@ from dlopt.kit import objectives, surfaces
 from dlopt.lessons.l03_gradient_descent.explorer import ConvergenceExplorer
 
 LESSON = "03_gradient_descent"
-GRADED = ["minibatch_gradient", "sgd_step", "sgd_momentum_step"]
+GRADED = ["minibatch_gradient", "sgd_step", "clip_grad_norm", "sgd_momentum_step"]
 solved, exercises = harness.solved, harness.exercises  # fixtures, for LESSON
 
 
@@ -45,7 +45,7 @@ def test_update_rules_have_the_fixed_interface(solved):
 
 def test_misconceptions_are_stated():
     text = harness.markdown(LESSON)
-    assert "which examples enter the gradient is\nthe whole difference" in text  # no. 11
+    assert "which examples enter $g_B$ is the\nwhole difference" in text  # no. 11
     assert "Momentum does not normalize the gradient" in text  # no. 4
     assert r"\frac{g}{1-\beta}" in text
     assert "v_t = \\eta\\, b_t" in text  # the two forms of momentum, related
@@ -79,6 +79,8 @@ def _momentum(w, dw, state, *, lr=1e-3, momentum=0.0, nesterov=False, weight_dec
         v = lr * g if old is None else momentum * old + lr * g
         step = lr * g + momentum * v if nesterov else v
         return w - step, {"momentum_buffer": v}
+    if variant == "normalized":
+        g = g / np.linalg.norm(g)
     if variant == "ema":
         buffer = momentum * (0.0 if old is None else old) + (1 - momentum) * g
     else:
@@ -97,6 +99,7 @@ MOMENTUM_SLIPS = {
     "ema": "an exponential average",
     "decay outside": "weight decay added outside the buffer",
     "no decay": "weight decay not applied",
+    "normalized": "momentum does not normalize the gradient",
 }
 
 
@@ -190,7 +193,7 @@ def test_rules_leave_their_inputs_alone(solved):
 
 
 def test_the_two_forms_of_momentum_give_one_trajectory(solved):
-    surface = surfaces.rosenbrock()
+    surface = surfaces.rosenbrock_surface()
     lr, beta = 1e-3, 0.9
     w_torch, state = np.array(surface.start), {}
     w_velocity, v = np.array(surface.start), np.zeros(2)
@@ -294,3 +297,116 @@ def test_solved_notebook_does_not_diverge_and_draws_its_explorer():
     nb, _ = harness.executed_solution(LESSON)
     assert "diverged" not in harness.printed_text(nb)
     harness.assert_draws_a_figure(nb, "experiment_explorer")
+
+
+def test_noise_text_quotes_the_measured_and_predicted_noise():
+    """md_noise's quoted errors (b = 1, 16, 1024) agree with sigma^2/b (n-b)/(n-1) on the digits
+    and with what the experiment's draws give (seeded)."""
+    from dlopt.lessons.l03_gradient_descent import minibatch
+
+    digits = minibatch.digits_least_squares(seed=0)
+    X, Y = digits.X, digits.Y
+    n = len(X)
+    per_example = X[:, :, None] * (-Y)[:, None, :]  # gradients at w = 0: x_i (0 - y_i)^T
+    full = per_example.mean(axis=0)
+    sigma2 = np.mean(np.sum((per_example - full) ** 2, axis=(1, 2)))
+    predicted = {b: sigma2 / b * (n - b) / (n - 1) / np.sum(full**2) for b in (1, 16, 1024)}
+    assert round(predicted[1]) in (24, 25) and round(predicted[16], 1) == 1.5
+    assert round(predicted[1024], 3) == 0.006
+
+    def gradient(w, X, Y, idx):
+        return X[idx].T @ (X[idx] @ w - Y[idx]) / len(idx)
+
+    measured = minibatch.gradient_noise(gradient, np.zeros((X.shape[1], 10)), X, Y, [1, 16, 1024],
+                                        draws=100)
+    assert round(measured[1], 1) == 1.5 and round(measured[2], 3) == 0.006
+    text = " ".join(harness.markdown(LESSON).split())
+    assert "relative squared error around 25" in text
+    assert "a batch of 16 brings the error to about 1.5, and a batch of 1024 to about 0.006" in text
+
+
+# --- gradient clipping (issue 14, item 8) ------------------------------------------------------
+def _torch_clip(grads, max_norm):
+    params = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads]
+    for p, g in zip(params, grads, strict=True):
+        p.grad = torch.tensor(g)
+    total = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return [p.grad.numpy() for p in params], float(total)
+
+
+@pytest.mark.parametrize("seed,max_norm", [(0, 0.5), (1, 5.0), (2, 1e3), (3, 1e-3)])
+def test_clip_grad_norm_agrees_with_torch_and_leaves_its_inputs_alone(solved, seed, max_norm):
+    rng = np.random.default_rng(seed)
+    grads = [rng.normal(0.0, 3.0, size=s) for s in [(3, 4), (4,), (2, 2, 2)]]
+    before = [g.copy() for g in grads]
+    clipped, total = solved["clip_grad_norm"](grads, max_norm)
+    expected, expected_total = _torch_clip(grads, max_norm)
+    np.testing.assert_allclose(total, expected_total, rtol=1e-12)
+    for got, want, original, copy in zip(clipped, expected, grads, before, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(original, copy)
+    norm = np.sqrt(sum(np.sum(g**2) for g in clipped))
+    assert norm <= max_norm * (1 + 1e-12) or norm == pytest.approx(total)
+
+
+def _per_tensor(grads, max_norm):
+    total = float(np.sqrt(sum(np.sum(g**2) for g in grads)))
+    return [g * min(1.0, max_norm / (np.linalg.norm(g) + 1e-6)) for g in grads], total
+
+
+def _by_value(grads, max_norm):
+    total = float(np.sqrt(sum(np.sum(g**2) for g in grads)))
+    return [np.clip(g, -max_norm, max_norm) for g in grads], total
+
+
+def _always(grads, max_norm):
+    total = float(np.sqrt(sum(np.sum(g**2) for g in grads)))
+    return [g * max_norm / (total + 1e-6) for g in grads], total
+
+
+def _no_eps(grads, max_norm):
+    total = float(np.sqrt(sum(np.sum(g**2) for g in grads)))
+    scale = min(1.0, max_norm / total) if total > 0 else 1.0
+    return [g * scale for g in grads], total
+
+
+CLIP_SLIPS = {
+    "per tensor": (_per_tensor, "each array was clipped on its own"),
+    "by value": (_by_value, "clipped by value"),
+    "always": (_always, "scaled even though the total norm was below max_norm"),
+    "no eps": (_no_eps, "torch's 1e-6 is missing"),
+}
+
+
+@pytest.mark.parametrize("slip", CLIP_SLIPS)
+def test_a_students_clipping_slip_is_named(exercises, slip):
+    student, phrase = CLIP_SLIPS[slip]
+    message = harness.public_failure(exercises["clip_grad_norm"], student, quiet=False)
+    assert MISTAKE_PREFIX + phrase in message, message
+
+
+def test_clipping_experiment_quotes_what_it_computes(solved):
+    """md_clipping_experiment: from (-1.8, -0.8) with lr 1.5e-3 the gradient's norm is about 3000
+    and the first unclipped step about 4.5 long; plain gradient descent overflows within 7 steps;
+    max_norm 1000 clips only the first step; max_norm 1 clips more than half of the 3000 steps
+    and ends several times higher than 10 or 1000."""
+    from dlopt.lessons.l03_gradient_descent import clipping_lab
+
+    runs = clipping_lab.clipping_runs(solved["clip_grad_norm"], solved["sgd_step"],
+                                      [None, 1.0, 10.0, 1000.0], start=(-1.8, -0.8), lr=1.5e-3,
+                                      steps=3000)
+    plain, one, ten, thousand = runs
+    assert round(plain.norms[0], -3) == 3000
+    assert round(np.linalg.norm(plain.points[1] - plain.points[0]), 1) == 4.5
+    assert plain.diverged_at is not None and plain.diverged_at <= 7
+    assert all(r.diverged_at is None and r.losses[-1] < 0.05 for r in (one, ten, thousand))
+    assert thousand.clipped.sum() == 1 and thousand.clipped[0]
+    assert one.clipped.sum() > 1500
+    assert one.losses[-1] > 3 * max(ten.losses[-1], thousand.losses[-1])
+    hessian_at_minimum = np.array([[802.0, -400.0], [-400.0, 200.0]])  # Rosenbrock at (1, 1)
+    assert round(2 / np.linalg.eigvalsh(hessian_at_minimum)[-1], 4) == 0.002
+    text = " ".join(harness.markdown(LESSON).split())
+    for phrase in ("the gradient's norm is about 3000", "the first step is about 4.5 long",
+                   "within 7 steps", "it clips a single step, the first",
+                   "more than half of the steps are clipped"):
+        assert phrase in text, phrase

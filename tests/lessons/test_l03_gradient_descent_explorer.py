@@ -1,4 +1,5 @@
-"""dlopt.kit.surfaces and dlopt.lessons.l03_gradient_descent.explorer: the 2-D objectives, the runs, the plots, the widget.
+"""dlopt.kit.surfaces and dlopt.lessons.l03_gradient_descent.explorer: the 2-D objectives, the
+runs, the plots, the widget.
 
 The widget is tested headless: every control, changed once, redraws exactly once and changes
 the plotted data; an unfinished rule (raising NotImplementedError) is named while the others
@@ -86,15 +87,15 @@ def test_view_start_floor_and_levels(surface):
 def test_quadratic_has_the_condition_number_asked_for():
     for kappa in (1.0, 10.0, 400.0):
         for angle in (0.0, 0.7):
-            H = surfaces.quadratic(kappa, angle=angle).f.H
+            H = surfaces.quadratic_surface(kappa, angle=angle).f.H
             np.testing.assert_allclose(np.linalg.eigvalsh(H), [1.0 / kappa, 1.0], rtol=1e-12)
-    assert surfaces.quadratic(25).name == "quadratic (κ = 25)"
+    assert surfaces.quadratic_surface(25).name == "quadratic (κ = 25)"
     with pytest.raises(ValueError, match="condition_number"):
-        surfaces.quadratic(0.5)
+        surfaces.quadratic_surface(0.5)
 
 
 def test_saddle_is_unbounded_and_its_floor_is_the_lowest_value_in_view():
-    saddle = surfaces.saddle()
+    saddle = surfaces.saddle_surface()
     assert saddle.unbounded and saddle.minimum is None and saddle.limit == 1.0
     assert saddle.floor == pytest.approx(saddle.grid(81)[2].min())
     np.testing.assert_allclose(saddle.grad(np.zeros(2)), 0.0)  # a stationary point, not a minimum
@@ -102,7 +103,7 @@ def test_saddle_is_unbounded_and_its_floor_is_the_lowest_value_in_view():
 
 # --- computation ------------------------------------------------------------------------------
 def test_run_rule_on_a_quadratic_follows_the_closed_form():
-    surface = surfaces.quadratic(10.0)
+    surface = surfaces.quadratic_surface(10.0)
     H, lr, steps = surface.f.H, 0.7, 25
     run = explorer.run_rule(gd, surface, (-2.0, 1.5), steps, {"lr": lr})
     expected = [np.array([-2.0, 1.5])]
@@ -114,7 +115,7 @@ def test_run_rule_on_a_quadratic_follows_the_closed_form():
 
 
 def test_a_diverging_run_is_cut_and_reported():
-    surface = surfaces.quadratic(10.0)
+    surface = surfaces.quadratic_surface(10.0)
     run = explorer.run_rule(gd, surface, surface.start, 500, {"lr": 2.5}, name="sgd")
     # y is multiplied by -1.5 per step: it leaves the box |y| <= 20 (10 x the view) at step k
     k = int(np.ceil(np.log(20 / 1.6) / np.log(1.5)))
@@ -128,7 +129,7 @@ def test_a_diverging_run_is_cut_and_reported():
 
 
 def test_leaving_the_saddle_is_reported_as_leaving_the_view():
-    saddle = surfaces.saddle()
+    saddle = surfaces.saddle_surface()
     run = explorer.run_rule(gd, saddle, saddle.start, 1000, {"lr": 0.1}, name="gd")
     assert run.stopped_at is not None and run.message.startswith("gd left the view at step")
     assert np.all(run.losses >= 0)  # f - floor stays >= 0 inside the view
@@ -148,19 +149,19 @@ def test_hyperparameters_go_only_to_rules_that_take_them():
 
 
 def test_run_optimizers_turns_problems_into_messages():
-    surface = surfaces.rosenbrock()
+    surface = surfaces.rosenbrock_surface()
     optimizers = {"gd": (gd, {}), "adam": (adam_step, {}), "broken": (broken, {}),
                   "fast": (gd, {"lr": 0.1})}
     runs, messages = explorer.run_optimizers(optimizers, surface, surface.start, 50, lr=1e-3)
     assert list(runs) == ["gd", "fast"]
     assert messages[0] == "adam: implement `adam_step` first"
-    assert messages[1].startswith("broken: `broken` must return (w_next, state)")
+    assert messages[1].startswith("broken: `broken` must return a pair (w_next, state)")
     assert messages[2].startswith("fast diverged at step")
     assert len(runs["gd"].points) == 51
 
 
 def test_the_cache_returns_the_same_run_for_the_same_inputs():
-    surface, cache = surfaces.quadratic(5.0), {}
+    surface, cache = surfaces.quadratic_surface(5.0), {}
     first, _ = explorer.run_optimizers({"gd": (gd, {})}, surface, (1.0, 1.0), 20, lr=0.3,
                                        cache=cache)
     again, _ = explorer.run_optimizers({"gd": (gd, {})}, surface, (1.0, 1.0), 20, lr=0.3,
@@ -173,7 +174,7 @@ def test_the_cache_returns_the_same_run_for_the_same_inputs():
 def test_plot_functions_draw_into_the_axes_they_get():
     from dlopt.kit.plotting import new_figure
 
-    surface = surfaces.rosenbrock()
+    surface = surfaces.rosenbrock_surface()
     runs, _ = explorer.run_optimizers({"gd": (gd, {}), "hb": (heavy_ball, {})}, surface,
                                       surface.start, 30, lr=1e-3, momentum=0.9)
     fig, (left, right) = new_figure(1, 2)
@@ -257,8 +258,8 @@ def test_changing_the_surface_moves_the_start_and_redraws_once(widget):
     count = widget.redraw_count
     widget.surface.value = "Rosenbrock"
     assert widget.redraw_count == count + 1
-    assert (widget.x0.value, widget.y0.value) == surfaces.rosenbrock().start
-    assert (widget.x0.min, widget.x0.max) == surfaces.rosenbrock().xlim
+    assert (widget.x0.value, widget.y0.value) == surfaces.rosenbrock_surface().start
+    assert (widget.x0.min, widget.x0.max) == surfaces.rosenbrock_surface().xlim
     assert widget.figure.axes[0].get_title() == "Rosenbrock"
     np.testing.assert_allclose(_lines(widget, 0)["gd"][0], (-1.2, 1.0))
 
@@ -293,8 +294,8 @@ def test_hold_gives_one_redraw_for_several_changes(widget):
 
 
 def test_surfaces_can_be_given_as_a_list_and_the_figure_is_reused():
-    widget = ConvergenceExplorer({"gd": (gd, {})}, surfaces=[surfaces.quadratic(100),
-                                                               surfaces.saddle()], steps=10)
+    widget = ConvergenceExplorer({"gd": (gd, {})}, surfaces=[surfaces.quadratic_surface(100),
+                                                               surfaces.saddle_surface()], steps=10)
     assert list(widget.surface.options) == ["quadratic (κ = 100)", "saddle x² − y²"]
     figure = widget.figure
     widget.surface.value = "saddle x² − y²"

@@ -220,3 +220,67 @@ def test_solved_notebook_does_not_diverge_and_draws_its_widgets():
     nb, _ = harness.executed_solution(LESSON)
     assert "diverged" not in harness.printed_text(nb).replace("sgd diverged", "")
     harness.assert_draws_a_figure(nb, "experiment_schedule_explorer", "experiment_race")
+
+
+def test_all_schedules_text_agrees_with_the_shown_settings():
+    """md_all_schedules: step decay (0.5 every 50) is at or above exponential (0.98) at every
+    one of the 201 steps; exponential ends about five times lower than inverse time."""
+    steps = np.arange(201)
+    step_decay = 0.1 * 0.5 ** (steps // 50)
+    exponential = 0.1 * 0.98**steps
+    inverse_time = 0.1 / (1 + 0.05 * steps)
+    assert np.all(step_decay >= exponential)
+    assert round(0.5 ** (1 / 50), 3) == 0.986
+    assert round(inverse_time[-1] / exponential[-1]) == 5
+    text = " ".join(harness.markdown(LESSON).split())
+    assert "staircase *above* the exponential curve" in text
+    assert "$0.5^{1/50} = 0.986$ per step" in text and "all 201 steps" in text
+    assert "ends five times lower than inverse time" in text
+
+
+# --- torch's schedulers are recursive; AMSGrad (issue 14, item 11) -------------------------------
+def test_recursive_schedulers_experiment_quotes_what_torch_does(solved):
+    """md_schedules and md_recursive_schedulers: torch's ExponentialLR carries on from a rate set
+    from outside (0.19 of the closed form afterwards), StepLR and ExponentialLR on one optimizer
+    multiply, and without interference torch equals the closed form."""
+    from dlopt.lessons.l04_adaptive_optimizers import torch_schedulers
+
+    traces = torch_schedulers.chained_vs_closed_form(solved["step_lr"], solved["exponential_lr"])
+    np.testing.assert_allclose(traces["ExponentialLR"], traces["closed form"], rtol=1e-12)
+    drift = traces["ExponentialLR, lr set from outside"][6:] / traces["closed form"][6:]
+    np.testing.assert_allclose(drift, 0.01 / (0.1 * 0.9**6), rtol=1e-9)
+    assert round(drift[0], 2) == 0.19
+    np.testing.assert_allclose(traces["StepLR and ExponentialLR"],
+                               traces["product of closed forms"], rtol=1e-12)
+    text = " ".join(harness.markdown(LESSON).split())
+    for phrase in ("**torch computes them recursively.**", "**Schedulers chain.**",
+                   "**They drift when the rate is changed from outside.**",
+                   "a factor $0.01/(0.1\\cdot0.9^6) \\approx 0.19$ below the closed form"):
+        assert phrase in text, phrase
+
+
+def test_amsgrad_text_matches_reddi_et_al_example():
+    """md_amsgrad: on x in [-1, 1] with the loss 1010 x at one step in 101 and -10 x otherwise
+    (minimizer -1), torch's Adam (betas 0.9, 0.99, lr 0.1, projected) settles near x = 0.7 and
+    AMSGrad heads for -1."""
+    import torch
+
+    def run(amsgrad, periods=20):
+        x = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.Adam([x], lr=0.1, betas=(0.9, 0.99), amsgrad=amsgrad)
+        xs = []
+        for t in range(1, 101 * periods + 1):
+            opt.zero_grad()
+            ((1010.0 if t % 101 == 1 else -10.0) * x).sum().backward()
+            opt.step()
+            with torch.no_grad():
+                x.clamp_(-1.0, 1.0)
+            xs.append(x.item())
+        return np.array(xs)
+
+    adam, amsgrad = run(False), run(True)
+    assert round(adam[-101:].mean(), 1) == 0.7
+    assert amsgrad[-101:].mean() < -0.3 and amsgrad[-101:].mean() < amsgrad[-505:-404].mean()
+    text = " ".join(harness.markdown(LESSON).split())
+    assert "settles near $x=0.7$, on the wrong side" in text
+    assert "`max_exp_avg_sq`; you will write it in lesson 08" in text

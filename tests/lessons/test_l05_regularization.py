@@ -177,3 +177,33 @@ def test_solved_notebook_shows_the_lasso_zeros_and_draws_its_explorer():
     text = harness.printed_text(nb)
     assert "35 of 40 weights exactly 0" in text and "same zeros: True" in text
     harness.assert_draws_a_figure(nb, "experiment_overfit_explorer")
+
+
+def _torch_run(optimizer: str, H, b, *, lam: float, lr: float, steps: int) -> np.ndarray:
+    w = torch.zeros(len(b), dtype=torch.float64, requires_grad=True)
+    opt = getattr(torch.optim, optimizer)([w], lr=lr, weight_decay=lam)
+    H_t, b_t = torch.from_numpy(H), torch.from_numpy(b)
+    for _ in range(steps):
+        opt.zero_grad()
+        (0.5 * w @ H_t @ w - b_t @ w).backward()
+        opt.step()
+    return w.detach().numpy()
+
+
+def test_adam_l2_text_quotes_where_torch_ends_and_the_box_limit():
+    """md_adam_l2 quotes torch's end points; AdamW heads for the box corner 1/lambda, not for a
+    minimizer of L + lambda/2 |w|^2 (the earlier text mistook a transient for the end point)."""
+    H, lam = np.diag([10.0, 1.0, 0.1]), 2.0
+    b = H @ np.ones(3)
+    text = " ".join(harness.markdown(LESSON).split())
+    ridge = np.linalg.solve(H + lam * np.eye(3), b)
+    adam = _torch_run("Adam", H, b, lam=lam, lr=0.05, steps=500)
+    np.testing.assert_allclose(adam, ridge, atol=5e-4)  # Adam + L2 is at the L2 minimizer
+    quoted = ", ".join(f"{x:.3f}" for x in ridge)
+    assert f"$(H+\\lambda I)^{{-1}}b = ({quoted})$" in text
+    adamw = _torch_run("AdamW", H, b, lam=lam, lr=0.05, steps=500)
+    assert np.ptp(adamw) < 1e-6  # one value in every coordinate
+    assert "After 500 steps it is at $({0:.3f}, {0:.3f}, {0:.3f})$".format(adamw[0]) in text
+    later = _torch_run("AdamW", H, b, lam=lam, lr=0.05, steps=2000)
+    assert adamw[0] < later[0] < 1 / lam  # still creeping towards the corner 1/lambda = 0.5
+    assert "the corner $(0.5, 0.5, 0.5)$" in text

@@ -116,7 +116,7 @@ def test_proximal_steps_give_exact_zeros_and_the_lasso_solution():
     result = sparsity.compare_sparsity(proximal_l1_step, l1_subgradient, sgd_l2_step, p, lam=0.2)
     assert result.messages == []
     prox = result.weights["L1, proximal step"]
-    np.testing.assert_allclose(prox, sparsity.lasso_reference(p, 0.2), atol=1e-10)
+    np.testing.assert_allclose(prox, sparsity.lasso_solution(p, 0.2), atol=1e-10)
     assert np.sum(prox == 0) == 35 and np.array_equal(prox != 0, p.w_true != 0)
     assert result.zeros["L1, subgradient"].max() == 0
     assert result.zeros["L2"].max() == 0
@@ -210,8 +210,8 @@ def test_overfit_data(data):
 
 def test_training_is_reproducible_and_restores_torch_threads(data):
     threads = torch.get_num_threads()
-    a = overfit_lab.train(sgd_l2_step, data, penalty="L2", lam=0.01, epochs=20)
-    b = overfit_lab.train(sgd_l2_step, data, penalty="L2", lam=0.01, epochs=20)
+    a = overfit_lab.train_with_penalty(sgd_l2_step, data, penalty="L2", lam=0.01, epochs=20)
+    b = overfit_lab.train_with_penalty(sgd_l2_step, data, penalty="L2", lam=0.01, epochs=20)
     assert torch.get_num_threads() == threads
     np.testing.assert_array_equal(a.val_loss, b.val_loss)
     assert a.train_loss.shape == a.val_loss.shape == a.test_accuracy.shape == (20,)
@@ -220,24 +220,26 @@ def test_training_is_reproducible_and_restores_torch_threads(data):
 
 
 def test_l2_and_l1_runs(data):
-    plain_l2 = overfit_lab.train(sgd_l2_step, data, penalty="L2", lam=0.0, epochs=40)
-    plain_l1 = overfit_lab.train(proximal_l1_step, data, penalty="L1", lam=0.0, epochs=40)
+    train = overfit_lab.train_with_penalty
+    plain_l2 = train(sgd_l2_step, data, penalty="L2", lam=0.0, epochs=40)
+    plain_l1 = train(proximal_l1_step, data, penalty="L1", lam=0.0, epochs=40)
     np.testing.assert_allclose(plain_l2.val_loss, plain_l1.val_loss, rtol=1e-12)
-    strong_l2 = overfit_lab.train(sgd_l2_step, data, penalty="L2", lam=0.1, epochs=40)
-    sparse = overfit_lab.train(proximal_l1_step, data, penalty="L1", lam=0.01, epochs=40)
+    strong_l2 = train(sgd_l2_step, data, penalty="L2", lam=0.1, epochs=40)
+    sparse = train(proximal_l1_step, data, penalty="L1", lam=0.01, epochs=40)
     assert np.abs(strong_l2.weights).max() < np.abs(plain_l2.weights).max()
     assert np.sum(strong_l2.weights == 0) == 0 and np.sum(sparse.weights == 0) > 1000
     with pytest.raises(ValueError, match="penalty"):
-        overfit_lab.train(sgd_l2_step, data, penalty="L3", epochs=1)
+        overfit_lab.train_with_penalty(sgd_l2_step, data, penalty="L3", epochs=1)
 
 
 def test_training_names_a_missing_step(data):
-    _, message = learner.attempt(overfit_lab.train, _stub("sgd_l2_step"), data, epochs=2)
+    _, message = learner.attempt(overfit_lab.train_with_penalty, _stub("sgd_l2_step"), data,
+                                 epochs=2)
     assert message == "implement `sgd_l2_step` first"
 
 
 def test_stopping_summary(data):
-    run = overfit_lab.train(sgd_l2_step, data, penalty="L2", lam=0.0, epochs=15)
+    run = overfit_lab.train_with_penalty(sgd_l2_step, data, penalty="L2", lam=0.0, epochs=15)
     summary, message = overfit_lab.stopping_summary(run, simple_stopping, 5)
     assert message is None and summary["stop_epoch"] == 14
     assert summary["val_accuracy"] == run.val_accuracy[summary["best_epoch"]]
@@ -279,7 +281,7 @@ def test_explorer_with_stubs_says_what_to_implement(data):
 
 
 def test_explorer_reuses_runs_made_already(data):
-    run = overfit_lab.train(sgd_l2_step, data, penalty="L2", lam=0.01, epochs=10)
+    run = overfit_lab.train_with_penalty(sgd_l2_step, data, penalty="L2", lam=0.01, epochs=10)
     explorer = overfit_lab.OverfitExplorer(_stub("sgd_l2_step"), proximal_l1_step, data=data,
                                            lam=1e-2, epochs=10,
                                            runs={("L2", 0.01): run, ("L2", 0.0): run})

@@ -22,7 +22,8 @@ from dlopt.grading import call, judge
 from dlopt_instructor.batch_norm import torch_batchnorm_backward, torch_batchnorm_forward
 
 LESSON = "06_batch_norm"
-GRADED = ["batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt"]
+GRADED = ["batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt",
+          "layernorm_forward", "layernorm_backward"]
 solved, exercises = harness.solved, harness.exercises  # fixtures, for LESSON
 
 
@@ -250,3 +251,128 @@ def test_solved_notebook_agrees_with_torch_and_draws_its_explorer():
     nb, _ = harness.executed_solution(LESSON)
     assert "DISAGREES" not in harness.printed_text(nb)
     harness.assert_draws_a_figure(nb, "experiment_explorer")
+
+
+def test_backward_projection_statement_holds_only_up_to_eps():
+    """md_backward_alt: sum_i dx_i = 0 exactly; sum_i dx_i x_hat_i = r eps/(var+eps) sum dxh xh,
+    zero only for eps = 0 (checked with torch's autograd; gamma = 1, so dx_hat = dy)."""
+    rng = np.random.default_rng(3)
+    x = torch.tensor(rng.normal(size=(6, 3)), requires_grad=True)
+    dy = torch.tensor(rng.normal(size=(6, 3)))
+    for eps in (0.0, 0.5):
+        mean, var_ = x.mean(dim=0), x.var(dim=0, unbiased=False)
+        out = (x - mean) / torch.sqrt(var_ + eps)  # batch norm by autograd (F.batch_norm needs eps > 0)
+        (dx,) = torch.autograd.grad(out, x, dy)
+        var = x.detach().var(dim=0, unbiased=False)
+        x_hat = (x.detach() - x.detach().mean(dim=0)) / torch.sqrt(var + eps)
+        r = 1 / torch.sqrt(var + eps)
+        torch.testing.assert_close(dx.sum(dim=0), torch.zeros(3, dtype=torch.float64), atol=1e-12, rtol=0)
+        projected = (dx * x_hat).sum(dim=0)
+        torch.testing.assert_close(projected, r * eps / (var + eps) * (dy * x_hat).sum(dim=0))
+        assert (eps == 0) == bool(torch.all(projected.abs() < 1e-12))
+    text = " ".join(harness.markdown(LESSON).split())
+    assert "zero only for $\\epsilon=0$" in text
+
+
+# --- layer norm (issue 14, item 9) ---------------------------------------------------------------
+@pytest.mark.parametrize("n,d,eps", [(1, 5, 1e-5), (7, 3, 1e-5), (12, 16, 1e-3)])
+def test_layernorm_solutions_match_torch_layer_norm_and_autograd(solved, n, d, eps):
+    rng = np.random.default_rng(n * d)
+    x, gamma, beta = rng.normal(2.0, 3.0, size=(n, d)), rng.normal(size=d), rng.normal(size=d)
+    dout = rng.normal(size=(n, d))
+    layer = torch.nn.LayerNorm(d, eps=eps, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(gamma))
+        layer.bias.copy_(torch.from_numpy(beta))
+    t = torch.from_numpy(x.copy()).requires_grad_()
+    expected = layer(t)
+    expected.backward(torch.from_numpy(dout))
+    before = x.copy()
+    with np.errstate(all="raise"):
+        out, cache = solved["layernorm_forward"](x, gamma, beta, eps=eps)
+        dx, dgamma, dbeta = solved["layernorm_backward"](dout, cache)
+    np.testing.assert_array_equal(x, before)
+    assert sorted(cache) == sorted(["x_hat", "xc", "var", "inv_std", "gamma", "eps"])
+    assert cache["var"].shape == cache["inv_std"].shape == (n, 1)
+    np.testing.assert_allclose(out, expected.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dx, t.grad.numpy(), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(dgamma, layer.weight.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dbeta, layer.bias.grad.numpy(), rtol=1e-10, atol=1e-12)
+    # no running statistics, no mode: each row alone gives the same row
+    alone = np.vstack([solved["layernorm_forward"](x[i:i + 1], gamma, beta, eps=eps)[0]
+                       for i in range(n)])
+    np.testing.assert_allclose(alone, out, rtol=0, atol=1e-14)
+
+
+def test_torch_layer_norm_references_are_torch():
+    from dlopt_instructor.layer_norm import torch_layernorm_backward, torch_layernorm_forward
+
+    rng = np.random.default_rng(11)
+    x, gamma, beta, dout = (rng.normal(size=s) for s in ((5, 4), (4,), (4,), (5, 4)))
+    out, cache = torch_layernorm_forward(x, gamma, beta)
+    t = torch.from_numpy(x).requires_grad_()
+    g, b = torch.from_numpy(gamma).requires_grad_(), torch.from_numpy(beta).requires_grad_()
+    expected = torch.nn.functional.layer_norm(t, (4,), g, b, eps=1e-5)
+    np.testing.assert_allclose(out, expected.detach().numpy(), rtol=1e-12)
+    expected.backward(torch.from_numpy(dout))
+    grads = torch_layernorm_backward(dout, cache)
+    for got, want in zip(grads, (t.grad, g.grad, b.grad), strict=True):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def _ln_forward(x, gamma, beta, eps=1e-5, *, axis=1):
+    mu = x.mean(axis=axis, keepdims=True)
+    xc = x - mu
+    var = (xc ** 2).mean(axis=axis, keepdims=True)
+    x_hat = xc / np.sqrt(var + eps)
+    n, d = x.shape
+    row_var = (x - x.mean(axis=1, keepdims=True)).var(axis=1, keepdims=True)
+    cache = {"x_hat": x_hat, "xc": x - x.mean(axis=1, keepdims=True), "var": row_var,
+             "inv_std": 1 / np.sqrt(row_var + eps), "gamma": gamma, "eps": eps}
+    return gamma * x_hat + beta, cache
+
+
+def _ln_backward(dout, cache, *, dx_axis=1, param_axis=0):
+    x_hat, inv_std, gamma = cache["x_hat"], cache["inv_std"], cache["gamma"]
+    m = dout.shape[dx_axis]
+    dx_hat = dout * gamma
+    dx = inv_std / m * (m * dx_hat - dx_hat.sum(axis=dx_axis, keepdims=True)
+                        - x_hat * (dx_hat * x_hat).sum(axis=dx_axis, keepdims=True))
+    return dx, (dout * x_hat).sum(axis=param_axis), dout.sum(axis=param_axis)
+
+
+def test_numpy_layernorm_passes_and_its_slips_are_named(exercises):
+    exercises["layernorm_forward"].check(_ln_forward)
+    exercises["layernorm_backward"].check(_ln_backward)
+
+    def over_batch(x, gamma, beta, eps=1e-5):
+        return _ln_forward(x, gamma, beta, eps, axis=0)
+
+    message = harness.public_failure(exercises["layernorm_forward"], over_batch)
+    assert MISTAKE_PREFIX + "statistics over the batch (axis 0): that is batch norm" in message
+    for kwargs, expected in (({"dx_axis": 0}, "dx sums over the batch (axis 0)"),
+                             ({"param_axis": 1}, "dgamma and dbeta were summed over the features")):
+        def backward(dout, cache, kwargs=kwargs):
+            return _ln_backward(dout, cache, **kwargs)
+
+        message = harness.public_failure(exercises["layernorm_backward"], backward)
+        assert MISTAKE_PREFIX + expected in message, message
+
+
+def test_layer_norm_experiment_quotes_what_it_computes(solved):
+    """md_layernorm_experiment: layer norm's output never changes with the batch; batch norm in
+    training mode changes by about 1.9 with other digits and 5.6 with the other source, the
+    padding or alone; in evaluation mode by 0."""
+    from dlopt.kit.data import load_digits_split
+    from dlopt.lessons.l06_batch_norm import layer_norm_lab
+
+    changes = layer_norm_lab.batch_composition(solved["layernorm_forward"],
+                                               solved["batchnorm_forward"],
+                                               load_digits_split(seed=0).X_train)
+    assert np.all(changes["layer norm"] == 0) and np.all(changes["batch norm (evaluation)"] == 0)
+    train = changes["batch norm (training)"]
+    assert round(train[1], 1) == 1.9 and all(abs(v - 5.6) < 0.1 for v in train[2:])
+    text = " ".join(harness.markdown(LESSON).split())
+    assert ("about 1.9 with 31 different digits, about 5.6 with the other source or the padding"
+            in text)
+    assert "**layer norm**: 0 in every column" in text

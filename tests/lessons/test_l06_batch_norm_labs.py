@@ -217,12 +217,14 @@ def test_gradient_check_and_demos_with_the_reference():
             grad[i] = (up - down) / (2 * h)
         return grad
 
-    errors = bn_lab.gradient_check(FORWARD, BACKWARD, numerical_gradient, rng.normal(size=(5, 3)),
-                                   rng.normal(size=3), rng.normal(size=3), rng.normal(size=(5, 3)))
+    errors = bn_lab.batchnorm_gradient_check(FORWARD, BACKWARD, numerical_gradient,
+                                             rng.normal(size=(5, 3)), rng.normal(size=3),
+                                             rng.normal(size=3), rng.normal(size=(5, 3)))
     assert max(errors.values()) < 1e-7
-    wrong = bn_lab.gradient_check(FORWARD, backward_mistake("no_mean_path"), numerical_gradient,
-                                  rng.normal(size=(5, 3)), rng.normal(size=3),
-                                  rng.normal(size=3), rng.normal(size=(5, 3)))
+    wrong = bn_lab.batchnorm_gradient_check(FORWARD, backward_mistake("no_mean_path"),
+                                            numerical_gradient, rng.normal(size=(5, 3)),
+                                            rng.normal(size=3), rng.normal(size=3),
+                                            rng.normal(size=(5, 3)))
     assert wrong["dx"] > 1e-3
     assert bn_lab.identity_error(FORWARD, rng.normal(3, 2, size=(9, 4))) < 1e-12
     demo = bn_lab.inference_demo(FORWARD, rng.normal(size=(100, 5)), batch_size=10)

@@ -209,3 +209,14 @@ def test_student_copy_experiments_say_what_to_implement():
     assert printed.count("implement `dropout_forward` first") >= 3
     explorer = run.namespace["dropout_plots"].OverfittingExplorer(None, "implement `x` first")
     assert explorer.messages == ["implement `x` first"]
+
+
+def test_a_binomial_draw_is_named_as_such(exercises):
+    """rng.binomial(1, 1 - p, shape) is NumPy's `random < 1 - p` when 1 - p > 0.5 and the
+    documented `random >= p` otherwise: the check names the binomial draw, not its look-alike."""
+    message = harness.failure(exercises["seeded_checks"], binomial_dropout)
+    assert "rng.binomial(1, 1 - p, x.shape) is a valid Bernoulli(1 - p) mask" in message
+    assert "keep = rng.random(x.shape) < 1 - p is a valid" not in message
+    message = harness.failure(exercises["seeded_checks"], below_dropout)
+    assert "keep = rng.random(x.shape) < 1 - p is a valid" in message
+    assert "rng.binomial" not in message

@@ -1,4 +1,5 @@
-"""dlopt.grading.drivers.dropout, dlopt.lessons.l07_dropout.dropout_lab and dlopt.lessons.l07_dropout.dropout_plots, with a dropout written here.
+"""dlopt.grading.drivers.dropout, dlopt.lessons.l07_dropout.dropout_lab and
+dlopt.lessons.l07_dropout.dropout_plots, with a dropout written here.
 
 dlopt holds no dropout of its own: these tests bring one (``dropout_forward`` and
 ``dropout_backward`` below, the lesson's interface), plus broken variants.
@@ -196,14 +197,14 @@ def test_training_is_reproducible_and_restores_torch_threads(digits):
     threads = torch.get_num_threads()
     kwargs = dict(p=0.5, hidden=(8,), steps=4, eval_every=2, seed=5)
     X, y = digits.X_train[:40], digits.y_train[:40]
-    a = dropout_lab.train_mlp(dropout_forward, dropout_backward, X, y, digits.X_test,
+    a = dropout_lab.train_with_dropout(dropout_forward, dropout_backward, X, y, digits.X_test,
                               digits.y_test, **kwargs)
-    b = dropout_lab.train_mlp(dropout_forward, dropout_backward, X, y, digits.X_test,
+    b = dropout_lab.train_with_dropout(dropout_forward, dropout_backward, X, y, digits.X_test,
                               digits.y_test, batch_size=16, **kwargs)
     assert torch.get_num_threads() == threads
     np.testing.assert_array_equal(a.steps, [0, 2, 4])
     assert a.train_loss.shape == a.val_accuracy.shape == (3,)
-    again = dropout_lab.train_mlp(dropout_forward, dropout_backward, X, y, digits.X_test,
+    again = dropout_lab.train_with_dropout(dropout_forward, dropout_backward, X, y, digits.X_test,
                                   digits.y_test, **kwargs)
     np.testing.assert_array_equal(again.val_loss, a.val_loss)
     assert not np.array_equal(b.val_loss, a.val_loss)
@@ -222,14 +223,6 @@ def test_ensemble_of_one_hidden_layer_tends_to_the_eval_mode_network(digits):
     assert result.single_accuracy.shape == (60,)
 
 
-def test_flip_labels_changes_exactly_the_requested_share():
-    y = np.repeat(np.arange(10), 10)
-    noisy, flipped = dropout_lab.flip_labels(y, 0.2, seed=1)
-    assert flipped.sum() == 20 and np.all(noisy[flipped] != y[flipped])
-    np.testing.assert_array_equal(noisy[~flipped], y[~flipped])
-    assert noisy.min() >= 0 and noisy.max() <= 9
-
-
 def test_digits_subset_is_stratified(digits):
     X, y = dropout_lab.digits_subset(digits.X_train, digits.y_train, 4, seed=2)
     assert X.shape == (40, 64) and np.all(np.bincount(y) == 4)
@@ -245,9 +238,9 @@ def test_overfitting_sweep_runs_each_p(tiny_sweep):
 def test_experiments_say_what_to_implement(digits):
     from dlopt.kit import learner
 
-    result, message = learner.attempt(dropout_lab.train_mlp, dropout_forward, stub_backward,
-                                   digits.X_train[:10], digits.y_train[:10], digits.X_test,
-                                   digits.y_test, p=0.5, steps=1)
+    result, message = learner.attempt(dropout_lab.train_with_dropout, dropout_forward,
+                                      stub_backward, digits.X_train[:10], digits.y_train[:10],
+                                      digits.X_test, digits.y_test, p=0.5, steps=1)
     assert result is None and message == "implement `stub_backward` first"
 
 

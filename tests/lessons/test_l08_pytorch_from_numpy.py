@@ -22,7 +22,7 @@ from dlopt_instructor.torch_variants import TorchBatchNorm, TorchFunction
 
 LESSON = "08_pytorch_from_numpy"
 GRADED = ["hessian_vector_product", "Sigmoid", "ReLU", "BatchNormFunction", "BatchNorm1d",
-          "Dropout", "SGD", "RMSprop", "Adam", "AdamW", "ForeachAdam"]
+          "Dropout", "SGD", "RMSprop", "Adam", "AdamW", "ForeachAdam", "ResidualBlock"]
 OPTIMIZERS = ["SGD", "RMSprop", "Adam", "AdamW"]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 solved, exercises = harness.solved, harness.exercises  # fixtures, for LESSON
@@ -190,6 +190,133 @@ def test_functions_and_modules_on_cuda_match_torch_on_the_cpu(solved):
 def test_training_runs_on_cuda(solved):
     from dlopt.lessons.l08_pytorch_from_numpy import torch_lab
 
-    run = torch_lab.train_digits(solved["ReLU"], solved["BatchNorm1d"], solved["Dropout"],
-                                 solved["Adam"], device="cuda", epochs=3)
+    run = torch_lab.train_with_components(solved["ReLU"], solved["BatchNorm1d"], solved["Dropout"],
+                                          solved["Adam"], device="cuda", epochs=3)
     assert run.device == "cuda" and run.test_accuracy[-1] > 0.8
+
+
+# --- residual blocks, weight decay by group, Adam's name (issue 14, items 7 and 11) --------------
+@pytest.mark.parametrize("features,hidden,batch_shape", [(5, None, (4,)), (3, 7, (2, 6)),
+                                                         (8, 2, (1,))])
+def test_residual_block_matches_the_torch_composition(solved, features, hidden, batch_shape):
+    from dlopt.grading.drivers.residual import run_residual_block
+    from dlopt_instructor.residual import TorchResidualBlock
+
+    got = run_residual_block(solved["ResidualBlock"], features, hidden, batch_shape=batch_shape,
+                             seed=features)
+    expected = run_residual_block(TorchResidualBlock, features, hidden, batch_shape=batch_shape,
+                                  seed=features)
+    assert compare(got, expected, rtol=1e-12, atol=1e-14) == ""
+    # and the composition is x + linear2(relu(linear1(x))), by hand
+    block = solved["ResidualBlock"](features, hidden).double()
+    x = torch.randn(*batch_shape, features, dtype=torch.float64)
+    by_hand = x + block.linear2(torch.relu(block.linear1(x)))
+    torch.testing.assert_close(block(x), by_hand)
+
+
+def test_residual_block_driver_asks_for_linear1_and_linear2():
+    from dlopt.grading.drivers.residual import run_residual_block
+
+    class InAList(torch.nn.Module):  # the layers are not registered: model.parameters() misses them
+        def __init__(self, features, hidden=None):
+            super().__init__()
+            self.layers = [torch.nn.Linear(features, features), torch.nn.Linear(features, features)]
+
+        def forward(self, x):
+            return x + self.layers[1](torch.relu(self.layers[0](x)))
+
+    with pytest.raises(ValueError, match="self.linear1 and self.linear2"):
+        run_residual_block(InAList, 4)
+
+
+def test_a_learners_residual_slips_are_named(exercises):
+    class NoSkip(torch.nn.Module):
+        def __init__(self, features, hidden=None):
+            super().__init__()
+            self.linear1 = torch.nn.Linear(features, hidden or features)
+            self.linear2 = torch.nn.Linear(hidden or features, features)
+
+        def forward(self, x):
+            return self.linear2(torch.relu(self.linear1(x)))
+
+    class DetachedSkip(NoSkip):
+        def forward(self, x):
+            return x.detach() + super().forward(x)
+
+    for cls, phrase in ((NoSkip, "no skip connection"),
+                        (DetachedSkip, "the skip path carries no gradient")):
+        message = harness.public_failure(exercises["ResidualBlock"], cls)
+        assert harness.MISTAKE_PREFIX in message and phrase in message, message
+
+
+def test_depth_experiment_quotes_what_it_computes(solved):
+    """md_residual_experiment: 16 blocks, 80 steps; the plain network's gradient is about 2e-2 at
+    the last block and 1e-10 at the first, it stays at ln 10 and chance accuracy; the residual
+    network's is about 0.3 at both ends, its loss falls to about 0.1, its accuracy about 96 %."""
+    from dlopt.kit.data import load_digits_split
+    from dlopt.lessons.l08_pytorch_from_numpy import residual_lab
+
+    plain, residual = residual_lab.depth_experiment(solved["ResidualBlock"], solved["SGD"],
+                                                    load_digits_split(seed=0), depth=16,
+                                                    steps=80, lr=0.05)
+    assert 1e-11 < plain.grad_norms[0] < 1e-9 and 1e-2 < plain.grad_norms[-1] < 3e-2
+    per_block = (plain.grad_norms[-1] / plain.grad_norms[0]) ** (1 / 15)
+    assert round(per_block, 1) == 3.5
+    assert abs(plain.train_loss[-20:].mean() - np.log(10)) < 0.02
+    assert round(plain.test_accuracy, 1) == 0.1
+    assert all(round(v, 1) == 0.3 for v in (residual.grad_norms[0], residual.grad_norms[-1]))
+    assert round(residual.train_loss[-20:].mean(), 1) == 0.1
+    assert round(residual.test_accuracy, 2) == 0.96
+    text = " ".join(harness.markdown(LESSON).split())
+    weight = torch.nn.Linear(1000, 1000).weight  # torch's default initialization: 1 / (3 fan_in)
+    assert abs(weight.var().item() * 3 * 1000 - 1) < 0.02
+    for phrase in ("a factor of about 3.5 per block",
+                   "about 2e-2 at the last block and 1e-10 at the first",
+                   "(about 0.3 at the first block and at the last)", "reaches about 96 %",
+                   "variance $1/(3\\,\\text{fan\\_in})$"):
+        assert phrase in text, phrase
+
+
+def test_the_weight_decay_groups_snippet_excludes_biases_and_norm_parameters():
+    """md_adamw's snippet, run as written: weight matrices decay, biases and norm layers do not."""
+    import re as _re
+
+    text = harness.cell_sources(LESSON)["md_adamw"]
+    snippet = _re.search(r"```python\n(.*?)```", text, flags=_re.S).group(1)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
+                                torch.nn.Linear(8, 3), torch.nn.LayerNorm(3))
+    namespace = {"model": model, "AdamW": torch.optim.AdamW}
+    exec(snippet, namespace)
+    decay = {id(p) for p in namespace["decay"]}
+    assert decay == {id(model[0].weight), id(model[3].weight)}
+    groups = namespace["optimizer"].param_groups
+    assert [g["weight_decay"] for g in groups] == [0.01, 0.0]
+    assert len(groups[1]["params"]) == len(list(model.parameters())) - 2
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    before = [p.detach().clone() for p in model.parameters()]
+    namespace["optimizer"].step()
+    for p, old in zip(model.parameters(), before, strict=True):
+        assert torch.equal(p, old) is (id(p) not in decay)
+
+
+def test_adam_is_not_called_sub_gradient_descent():
+    text = " ".join(harness.cell_sources(LESSON)["md_adam"].split())
+    assert 'Misconception: "Adam is sub-gradient descent"' in text
+    assert "SGD and Adam receive the same $dw$" in text
+
+
+def test_gradcheck_demo_uses_the_learners_sigmoid_without_grad_output(solved):
+    from dlopt.lessons.l08_pytorch_from_numpy import function_lab, torch_lab
+
+    broken = function_lab.forgets_grad_output(solved["Sigmoid"])
+    x = torch.linspace(-2.0, 2.0, 7, dtype=torch.float64, requires_grad=True)
+    y = broken.apply(x)
+    torch.testing.assert_close(y, torch.sigmoid(x))
+    (g,) = torch.autograd.grad(y, x, torch.full_like(y, 3.0))
+    s = torch.sigmoid(x.detach())
+    torch.testing.assert_close(g, s * (1 - s))  # grad_output 3 was ignored
+    results = torch_lab.gradcheck_functions({"Sigmoid": solved["Sigmoid"].apply,
+                                             "broken": broken.apply})
+    assert results == {"Sigmoid": True, "broken": False}
+    assert "dlopt_instructor" not in harness.cell_sources(LESSON)["setup"]

@@ -56,6 +56,22 @@ def test_function_variant_and_torch_function():
     assert V.TorchFunction(torch.sigmoid).__name__ == "sigmoid"
 
 
+def test_forgets_grad_output_keeps_the_forward_and_fails_gradcheck():
+    from dlopt.lessons.l08_pytorch_from_numpy import function_lab
+
+    wrong = function_lab.forgets_grad_output(V.TorchFunction(torch.sigmoid))
+    assert issubclass(wrong, torch.autograd.Function)
+    assert wrong.__name__ == "sigmoidWithoutGradOutput"
+    x = torch.linspace(-2, 2, 5, dtype=torch.float64, requires_grad=True)
+    y = wrong.apply(x)
+    torch.testing.assert_close(y, torch.sigmoid(x))
+    (3 * y).sum().backward()  # grad_output 3 is forgotten: the local derivative alone
+    s = torch.sigmoid(x.detach())
+    torch.testing.assert_close(x.grad, s * (1 - s))
+    results = torch_lab.gradcheck_functions({"sigmoid": torch.sigmoid, "wrong": wrong.apply})
+    assert results == {"sigmoid": True, "wrong": False}
+
+
 def _bn_grads(apply, x, g, b, dy, eps=1e-5):
     x, g, b = (t.clone().requires_grad_(True) for t in (x, g, b))
     y = apply(x, g, b, eps)
@@ -260,14 +276,14 @@ def test_train_digits_is_reproducible_and_learns():
     components = (V.TorchFunction(torch.relu), torch.nn.BatchNorm1d, torch.nn.Dropout,
                   torch.optim.Adam)
     threads = torch.get_num_threads()
-    first = torch_lab.train_digits(*components, label="a", **kwargs)
-    second = torch_lab.train_digits(*components, **kwargs)
+    first = torch_lab.train_with_components(*components, label="a", **kwargs)
+    second = torch_lab.train_with_components(*components, **kwargs)
     assert torch.get_num_threads() == threads
     np.testing.assert_array_equal(first.train_loss, second.train_loss)
     assert first.label == "a" and second.label == "Adam" and first.device == "cpu"
     assert first.train_loss.shape == (2,) and first.test_accuracy[-1] > 0.6
     _, (ax_loss, ax_accuracy) = plotting.new_figure(1, 2)
-    torch_lab.plot_training(ax_loss, ax_accuracy, [first, second], messages=["note"])
+    torch_lab.plot_component_runs(ax_loss, ax_accuracy, [first, second], messages=["note"])
     assert len(ax_loss.lines) == 2 and len(ax_accuracy.lines) == 2
     np.testing.assert_array_equal(ax_accuracy.lines[0].get_ydata(), first.test_accuracy)
     assert repr(torch_lab.FunctionModule(V.TorchFunction(torch.relu))) == "FunctionModule(relu)"

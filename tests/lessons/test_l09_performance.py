@@ -193,3 +193,27 @@ def test_time_with_warmup_waits_for_cuda(solved):
                                           warmup=2, repeat=5)
     torch.cuda.synchronize()
     assert synced["median"] > 3 * unsynced["median"]
+
+
+def test_precision_and_throughput_statements_hold():
+    """md_precision, md_crossover, md_amp_experiments: the numbers quoted agree with IEEE rounding
+    (ties to even) and with their own arithmetic."""
+    text = " ".join(harness.markdown(LESSON).split())
+    half = torch.float16
+    tiny = 2.0**-24  # float16's smallest subnormal
+    assert torch.tensor(tiny / 2, dtype=half).item() == 0.0  # a tie, rounded to even: 0
+    assert torch.tensor(2.97e-8, dtype=half).item() == 0.0
+    assert torch.tensor(2.99e-8, dtype=half).item() == tiny  # above half the subnormal: kept
+    assert "about $3\\cdot10^{-8}$, rounds to 0" in text
+    s = torch.tensor(2048.0, dtype=half)
+    assert (s + torch.tensor(1.0, dtype=half)).item() == 2048.0  # 2049 is a tie: back to 2048
+    s = torch.tensor(256.0, dtype=torch.bfloat16)
+    assert (s + torch.tensor(1.0, dtype=torch.bfloat16)).item() == 256.0
+    assert "ties round to the neighbour with an even mantissa" in text
+    # a * b + c in float32: 2 flops, 3 reads and 1 write of 4 bytes each
+    assert 2 / (4 * 4) == 0.125 and "0.125 flop per byte" in text and "moves 16 bytes" in text
+    # 2 * 1024^3 flops at the 51.7 TFLOP/s quoted for an H100 in float32
+    assert round(2 * 1024**3 / 1e9, 1) == 2.1 and round(2 * 1024**3 / 51.7e12 * 1e6) == 42
+    assert "2.1$ GFLOP, about 41 µs at the 51.7 TFLOP/s" in text
+    assert "PCIe Gen5" in text and "25 GB/s" not in text
+    assert "2.1 and 2.6 times faster than eager in two runs" in text

@@ -196,15 +196,6 @@ def test_launch_vs_finish_and_first_and_rest_on_the_cpu():
     assert len(calls) == 1 + 2 + 3 and len(rest.runs) == 3  # the warm-up calls are not timed
 
 
-def test_cpu_threads_restores_the_setting():
-    before = torch.get_num_threads()
-    with gpu_timing.cpu_threads(1):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
-    with gpu_timing.cpu_threads(None):
-        assert torch.get_num_threads() == before
-
-
 # --- roofline -----------------------------------------------------------------------------------
 def test_trace_traffic_counts_reads_writes_and_temporaries():
     a, b, c = torch.ones(100), torch.ones(100), torch.empty(100)

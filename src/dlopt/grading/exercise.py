@@ -5,13 +5,17 @@ test, public scenarios, a trusted reference such as torch, and the classic mista
 recognises by name), adds hidden scenarios inside nbgrader's ``### BEGIN HIDDEN TESTS`` block,
 and ends with ``exercise.check(fn)``.
 
-- Run normally, ``check`` runs the scenarios against the reference and prints what passed, or
-  raises :class:`~dlopt.grading.judge.CheckFailed` with a message in the student's terms.
+- Run normally (the instructor's notebook), ``check`` runs the scenarios against the
+  reference and prints what passed, or raises :class:`~dlopt.grading.judge.CheckFailed` with a
+  message in the student's terms.
 - When the grader (or ``release``) runs the instructor's notebook it sets
   ``DLOPT_EXPORT_EXERCISES=1``; ``check`` then publishes every scenario's inputs, the
   instructor's outputs and each mistake's outputs as plain data
   (:class:`~dlopt.grading.scenario.ExerciseData`). Nothing the student's kernel says is a
   verdict: the grader calls :func:`~dlopt.grading.judge.judge` itself.
+- The student's release never runs it: ``python -m autograder release`` replaces every check
+  cell with the public scenarios of its exports, as data, checked by
+  :func:`dlopt.grading.baked.check` (same judge, same messages).
 
 This module is instructor material by use (its references and mistakes are code), but holds
 no answer: it is the machinery that evaluates them.
@@ -23,7 +27,7 @@ import os
 from collections.abc import Callable
 
 from dlopt.grading import codec
-from dlopt.grading.judge import CheckFailed, judge
+from dlopt.grading.judge import CheckFailed, judge, report, try_function
 from dlopt.grading.scenario import Case, CaseData, ExerciseData, Mistake, call
 
 __all__ = ["EXERCISE_MIME", "EXPORT_ENV", "Exercise"]
@@ -100,14 +104,7 @@ class Exercise:
         if os.environ.get(EXPORT_ENV) == "1":
             self._export(fn)
             return
-        data = self.collect(self.reference)
-        verdict = judge(data, [call(fn, case, driver=self.driver)
-                               for case, _ in self._all_cases()])
-        if verdict.not_implemented:
-            raise NotImplementedError(verdict.message)
-        if not verdict.passed:
-            raise CheckFailed(verdict.message)
-        print(verdict.message)
+        report(try_function(self.collect(self.reference), fn))
 
     def _export(self, solution: Callable) -> None:
         """Instructor side: publish scenarios, the solution's outputs and mistakes' outputs."""

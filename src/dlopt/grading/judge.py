@@ -3,19 +3,23 @@
 :func:`judge` compares a function's outcomes with an :class:`~dlopt.grading.scenario.ExerciseData`
 scenario by scenario, and names the classic mistake a wrong output matches. The visible checks,
 the baked checks of the student's release and the grader all call it, so each says the same
-thing for the same output.
+thing for the same output. :func:`try_function` (call a learner's function on every scenario,
+then judge) and :func:`report` (tell the learner) are what a visible check runs: the
+instructor's :meth:`~dlopt.grading.exercise.Exercise.check` and the release's
+:func:`~dlopt.grading.baked.check` share them, so both print and raise the same things.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from dlopt.grading import codec
-from dlopt.grading.scenario import ExerciseData, Outcome
+from dlopt.grading.scenario import ExerciseData, Outcome, call
 
-__all__ = ["CaseVerdict", "CheckFailed", "Verdict", "compare", "judge"]
+__all__ = ["CaseVerdict", "CheckFailed", "Verdict", "compare", "judge", "report", "try_function"]
 
 
 class CheckFailed(AssertionError):
@@ -212,20 +216,86 @@ def _matches_mistake(actual: Outcome, wrong: Outcome, expected: Outcome, rtol: f
             and bool(actual.mutated) == bool(wrong.mutated))
 
 
+def _agreements(data: ExerciseData, actual: list[Outcome]) -> list[int]:
+    """For each named mistake, on how many scenarios the function's outcome equals its output.
+
+    Two mistakes can give the same output on one scenario and differ on others (NumPy's
+    ``binomial`` draws ``random < q`` when q > 0.5 and ``random >= 1 - q`` otherwise); the one
+    that agrees with the function on the most scenarios is the one it made.
+    """
+    counts = [0] * len(data.mistakes)
+    for case, outcome in zip(data.cases, actual, strict=False):
+        for k, wrong in enumerate(case.mistake_outputs[:len(counts)]):
+            if (not wrong.raised and not _value_problem(outcome, wrong, data.rtol, data.atol)
+                    and bool(outcome.mutated) == bool(wrong.mutated)):
+                counts[k] += 1
+    return counts
+
+
 def judge(data: ExerciseData, actual: list[Outcome]) -> Verdict:
-    """Compare a function's outcomes with the expected ones, scenario by scenario."""
+    """Compare a function's outcomes with the expected ones, scenario by scenario.
+
+    A failing scenario names the classic mistake whose output it matches; when several match,
+    the one that agrees with the function on the most scenarios (then the first listed).
+    """
     verdicts = []
     not_implemented = bool(actual) and all(
         o.raised and "NotImplementedError" in o.error_types for o in actual)
+    agreements = None
     for case, outcome in zip(data.cases, actual, strict=False):
         problem = _outcome_problem(outcome, case.expected, data.rtol, data.atol)
         mistake = ""
         if problem:
-            for message, wrong in zip(data.mistakes, case.mistake_outputs, strict=False):
-                if _matches_mistake(outcome, wrong, case.expected, data.rtol, data.atol):
-                    mistake = message
-                    break
+            matching = [k for k, wrong in enumerate(case.mistake_outputs[:len(data.mistakes)])
+                        if _matches_mistake(outcome, wrong, case.expected, data.rtol, data.atol)]
+            if len(matching) > 1:
+                agreements = agreements or _agreements(data, actual)
+                matching.sort(key=lambda k: -agreements[k])  # stable: ties keep the listed order
+            if matching:
+                mistake = data.mistakes[matching[0]]
         verdicts.append(CaseVerdict(case.label, case.hidden, not problem, problem, mistake))
     for case in data.cases[len(actual):]:
         verdicts.append(CaseVerdict(case.label, case.hidden, False, "was not run"))
     return Verdict(data.function, verdicts, not_implemented)
+
+
+def try_function(data: ExerciseData, fn: Callable) -> Verdict:
+    """Call ``fn`` on every scenario of ``data`` (through its driver) and judge the outcomes.
+
+    Parameters
+    ----------
+    data : ExerciseData
+        The scenarios and what they expect.
+    fn : callable
+        The learner's function (not silenced: its warnings are shown, as in any cell).
+
+    Returns
+    -------
+    Verdict
+    """
+    return judge(data, [call(fn, case, driver=data.driver) for case in data.cases])
+
+
+def report(verdict: Verdict) -> None:
+    """Tell the learner what a visible check found, in a notebook cell.
+
+    Prints the ✓ line when every scenario passes; raises ``NotImplementedError`` for an
+    unanswered stub and :class:`CheckFailed` otherwise, each with :attr:`Verdict.message`.
+
+    Parameters
+    ----------
+    verdict : Verdict
+        What :func:`judge` (or :func:`try_function`) decided.
+
+    Raises
+    ------
+    NotImplementedError
+        Every scenario raised ``NotImplementedError``: the function is still the stub.
+    CheckFailed
+        A scenario did not match.
+    """
+    if verdict.not_implemented:
+        raise NotImplementedError(verdict.message)
+    if not verdict.passed:
+        raise CheckFailed(verdict.message)
+    print(verdict.message)

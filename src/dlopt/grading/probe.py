@@ -3,7 +3,8 @@
 The grader sends a payload (function name, scenarios as plain data, a nonce) and reads back one
 display output of type :data:`RESULT_MIME`. Nothing here decides a verdict: a student who
 patches this module can only change which values are reported, and values are all a student's
-function could have returned anyway. The grader rebuilds them with :func:`dlopt.grading.codec.decode`.
+function could have returned anyway. The grader rebuilds them with
+:func:`dlopt.grading.codec.decode`.
 """
 
 from __future__ import annotations

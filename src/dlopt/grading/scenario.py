@@ -102,12 +102,14 @@ def _same_plain(a, b) -> bool:
     return a is b or a == b
 
 
-def call(fn: Callable, case: Case, *, quiet: bool = False,
+def call(fn: Callable, case: Case | CaseData, *, quiet: bool = False,
          driver: Callable | None = None) -> Outcome:
     """Call ``fn`` on fresh copies of ``case``'s arguments and record what happened.
 
-    With a ``driver`` the call is ``driver(fn, *args, **kwargs)``: the driver (a function in a
-    ``dlopt`` module) uses ``fn`` several times, e.g. 100 steps of an update rule.
+    ``case`` is a :class:`Case` or a :class:`CaseData` (the same scenario, read back from
+    plain data): only its ``args`` and ``kwargs`` are used. With a ``driver`` the call is
+    ``driver(fn, *args, **kwargs)``: the driver (a function in a ``dlopt`` module) uses ``fn``
+    several times, e.g. 100 steps of an update rule.
     ``quiet`` silences numpy and Python warnings (used for references and mistakes, whose
     overflow warnings are expected, never for the student's own function).
     """

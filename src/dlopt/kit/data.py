@@ -1,4 +1,7 @@
-"""Offline data sets: scikit-learn's bundled 8x8 digits, split and standardized.
+"""Offline data sets: scikit-learn's bundled 8x8 digits, split and standardized; label noise.
+
+Used by lessons 01 to 09 (the digits) and by lessons 05 and 07 (:func:`flip_labels`, which
+makes a small training set overfit on purpose).
 
 Nothing is downloaded: ``sklearn.datasets.load_digits`` reads a file shipped with
 scikit-learn.
@@ -10,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["DigitsSplit", "load_digits_split"]
+__all__ = ["DigitsSplit", "flip_labels", "load_digits_split"]
 
 
 class DigitsSplit(NamedTuple):
@@ -66,3 +69,44 @@ def load_digits_split(test_fraction: float = 0.25, seed: int = 0,
         X_train = (X_train - mean) / std
         X_test = (X_test - mean) / std
     return DigitsSplit(X_train, X_test, y_train, y_test)
+
+
+def flip_labels(y, fraction: float, seed: int = 0, *, exact: bool = True,
+                n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Give some examples a wrong label, each replaced by one of the other classes uniformly.
+
+    Parameters
+    ----------
+    y : ndarray, shape (n,), int
+        Class indices 0 .. n_classes - 1.
+    fraction : float
+        Share of labels to corrupt, 0 <= fraction <= 1.
+    seed : int
+        Seed of the ``numpy.random.default_rng`` that draws which labels and their new class.
+    exact : bool
+        True: exactly ``round(fraction * n)`` labels, chosen without replacement. False: each
+        label independently with probability ``fraction`` (the count varies around
+        ``fraction * n``).
+    n_classes : int, optional
+        Default: ``y.max() + 1``.
+
+    Returns
+    -------
+    y_noisy : ndarray, shape (n,), int64
+    flipped : ndarray, shape (n,), bool
+        True where the label was changed.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
+    gen = np.random.default_rng(seed)
+    y = np.asarray(y, dtype=np.int64)
+    n_classes = int(y.max()) + 1 if n_classes is None else int(n_classes)
+    if exact:
+        flipped = np.zeros(y.shape, dtype=bool)
+        flipped[gen.choice(y.size, int(round(fraction * y.size)), replace=False)] = True
+    else:
+        flipped = gen.random(y.shape) < fraction
+    y_noisy = y.copy()
+    shift = gen.integers(1, n_classes, size=int(flipped.sum()))
+    y_noisy[flipped] = (y[flipped] + shift) % n_classes
+    return y_noisy, flipped

@@ -1,4 +1,7 @@
-"""What the learner's environment has: versions, devices, widgets, and where it runs."""
+"""What the learner's environment has: versions, devices, widgets, and where it runs.
+
+Used by lesson 00 (the environment report) and lessons 08, 09 and 10 (:func:`best_device`).
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Scalar test functions f: R^n -> R with analytic gradients.
+"""Scalar test functions f: R^n -> R with analytic gradients, for NumPy arrays and torch tensors.
 
-Lesson 01 passes them as the ``f`` of a gradient check; lessons 03 and 04 use the point
-functions as landscapes for optimizer explorers. Two families:
+Used by lesson 01 (the ``f`` of a gradient check), lessons 03, 04 and 05 (landscapes for the
+update rules, their checks and explorers, through :mod:`dlopt.kit.surfaces`), and lesson 08
+(the ``f`` of the Hessian-vector product exercise, as torch tensors). Two families:
 
 - **Point functions** (:func:`quadratic`, :func:`rosenbrock`, :func:`himmelblau`): ``x`` has
   shape ``(..., n)``. The last axis holds the coordinates of a point; leading axes, if any, are
@@ -11,11 +12,14 @@ functions as landscapes for optimizer explorers. Two families:
   shape and the value is one float, as for the loss of a weight matrix.
 
 Every function ``f`` has its gradient ``f_grad`` with the shape of ``x``;
-:func:`analytic_gradient` finds it from ``f``.
+:func:`analytic_gradient` finds it from ``f``. The functions themselves (not the gradients)
+also take a torch tensor and then compute with torch, so that autograd can differentiate them
+(twice, for a Hessian-vector product): the value is then a tensor, 0-d for one point.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -35,8 +39,14 @@ __all__ = [
 ]
 
 
-def _points(x, min_n: int = 1, exact_n: int | None = None) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
+def _is_tensor(x) -> bool:
+    torch = sys.modules.get("torch")  # a tensor exists only if torch was imported
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _points(x, min_n: int = 1, exact_n: int | None = None):
+    if not _is_tensor(x):
+        x = np.asarray(x, dtype=np.float64)
     if x.ndim == 0:
         raise ValueError("x must have at least one axis: shape (..., n)")
     n = x.shape[-1]
@@ -51,9 +61,16 @@ def _points(x, min_n: int = 1, exact_n: int | None = None) -> np.ndarray:
 def _quadratic_terms(x, H, b):
     x = _points(x)
     n = x.shape[-1]
-    H = np.eye(n) if H is None else np.asarray(H, dtype=np.float64)
-    b = np.zeros(n) if b is None else np.asarray(b, dtype=np.float64)
-    if H.shape != (n, n) or b.shape != (n,):
+    if _is_tensor(x):
+        import torch
+
+        like = {"dtype": x.dtype, "device": x.device}
+        H = torch.eye(n, **like) if H is None else torch.as_tensor(H, **like)
+        b = torch.zeros(n, **like) if b is None else torch.as_tensor(b, **like)
+    else:
+        H = np.eye(n) if H is None else np.asarray(H, dtype=np.float64)
+        b = np.zeros(n) if b is None else np.asarray(b, dtype=np.float64)
+    if tuple(H.shape) != (n, n) or tuple(b.shape) != (n,):
         raise ValueError(f"for x of shape (..., {n}), H must be ({n}, {n}) and b ({n},); "
                          f"got {H.shape} and {b.shape}")
     return x, H, b
@@ -65,7 +82,7 @@ def quadratic(x, H=None, b=None) -> np.ndarray:
     Parameters
     ----------
     x : ndarray, shape (..., n)
-        Points, coordinates on the last axis.
+        Points, coordinates on the last axis (or a torch tensor).
     H : ndarray, shape (n, n), optional
         Curvature matrix (the Hessian when symmetric). Default: the identity.
     b : ndarray, shape (n,), optional
@@ -76,7 +93,8 @@ def quadratic(x, H=None, b=None) -> np.ndarray:
     ndarray, shape (...)
     """
     x, H, b = _quadratic_terms(x, H, b)
-    return 0.5 * np.einsum("...i,ij,...j->...", x, H, x) - x @ b
+    einsum = sys.modules["torch"].einsum if _is_tensor(x) else np.einsum
+    return 0.5 * einsum("...i,ij,...j->...", x, H, x) - x @ b
 
 
 def quadratic_grad(x, H=None, b=None) -> np.ndarray:
@@ -95,6 +113,7 @@ def rosenbrock(x, a: float = 1.0, b: float = 100.0) -> np.ndarray:
     Parameters
     ----------
     x : ndarray, shape (..., n), n >= 2
+        (or a torch tensor)
     a, b : float
 
     Returns
@@ -103,7 +122,7 @@ def rosenbrock(x, a: float = 1.0, b: float = 100.0) -> np.ndarray:
     """
     x = _points(x, min_n=2)
     head, tail = x[..., :-1], x[..., 1:]
-    return np.sum(b * (tail - head**2) ** 2 + (a - head) ** 2, axis=-1)
+    return (b * (tail - head**2) ** 2 + (a - head) ** 2).sum(-1)
 
 
 def rosenbrock_grad(x, a: float = 1.0, b: float = 100.0) -> np.ndarray:
@@ -126,6 +145,7 @@ def himmelblau(x) -> np.ndarray:
     Parameters
     ----------
     x : ndarray, shape (..., 2)
+        (or a torch tensor)
 
     Returns
     -------
@@ -151,12 +171,15 @@ def sum_of_sines(x) -> float:
 
     Parameters
     ----------
-    x : ndarray, any shape
+    x : ndarray, any shape (or a torch tensor)
 
     Returns
     -------
     float
+        A 0-d tensor for a tensor ``x``.
     """
+    if _is_tensor(x):
+        return sys.modules["torch"].sin(x).sum()
     return float(np.sum(np.sin(np.asarray(x, dtype=np.float64))))
 
 
@@ -169,16 +192,11 @@ def wavy_bowl(x) -> float:
     """``1/2 sum(x**2) + sin(sum(x))`` over all entries of ``x`` (any shape).
 
     A bowl with ripples along the diagonal. Every entry appears in the sine, so it is not
-    separable: each partial derivative depends on all the entries.
-
-    Parameters
-    ----------
-    x : ndarray, any shape
-
-    Returns
-    -------
-    float
+    separable: each partial derivative depends on all the entries. Takes and returns what
+    :func:`sum_of_sines` does: one float for an array, a 0-d tensor for a tensor.
     """
+    if _is_tensor(x):
+        return 0.5 * (x**2).sum() + sys.modules["torch"].sin(x.sum())
     x = np.asarray(x, dtype=np.float64)
     return float(0.5 * np.sum(x**2) + np.sin(np.sum(x)))
 

@@ -1,7 +1,14 @@
 """Plotting functions: each takes a matplotlib ``ax`` and data, and draws; none calls pyplot.
 
+Used by every lesson's plots and explorers (lessons 01 to 09) and by
+:class:`dlopt.kit.figure_widget.FigureWidget`.
+
 Notebooks pass axes from ``plt.subplots``; widgets and tests use :func:`new_figure`, a
 figure with its own Agg canvas that never touches pyplot's global state or ``rcParams``.
+The course's colors come from one palette, :data:`PALETTE`: :func:`color_for` gives each
+activation its fixed color, :func:`color_at` the i-th color of a series (optimizers, layers).
+:func:`figure_png` renders a figure to PNG bytes; :func:`show_messages` writes what could not
+be drawn ("implement `relu` first") in a corner of the axes.
 """
 
 from __future__ import annotations
@@ -10,10 +17,13 @@ import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import PIL.Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = [
+    "PALETTE",
+    "color_at",
     "color_for",
     "figure_png",
     "new_figure",
@@ -21,48 +31,107 @@ __all__ = [
     "plot_dead_fraction",
     "plot_layer_norms",
     "plot_lr_sweep",
+    "plot_per_layer",
     "plot_step_errors",
     "show_messages",
 ]
 
+#: The course's colors, in order: matplotlib's "tab10" cycle.
+PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
+           "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
 _NAMED = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu"]
-_PALETTE = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
-            "tab:pink", "tab:gray", "tab:olive", "tab:cyan"]
+
+
+def color_at(i: int) -> str:
+    """The ``i``-th color of :data:`PALETTE`, cycling: the color of the i-th line of a series."""
+    return PALETTE[i % len(PALETTE)]
 
 
 def color_for(name: str) -> str:
     """A fixed color per activation name, so every plot of the course agrees."""
     if name in _NAMED:
-        return _PALETTE[_NAMED.index(name)]
-    return _PALETTE[len(_NAMED) + sum(map(ord, name)) % (len(_PALETTE) - len(_NAMED))]
+        return PALETTE[_NAMED.index(name)]
+    return PALETTE[len(_NAMED) + sum(map(ord, name)) % (len(PALETTE) - len(_NAMED))]
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, *, figsize=(6.4, 4.0)):
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize=(6.4, 4.0), dpi: float = 100.0,
+               margins: Mapping[str, float] | None = None):
     """A figure with an Agg canvas (no pyplot) and its axes, as ``fig.subplots`` returns them.
+
+    Parameters
+    ----------
+    nrows, ncols : int
+    figsize : (float, float)
+        Inches.
+    dpi : float
+        Pixels per inch of the canvas (and of :func:`figure_png`).
+    margins : mapping, optional
+        Fixed subplot margins (``left``, ``right``, ``bottom``, ``top``, ``wspace``,
+        ``hspace`` as for ``Figure.subplots_adjust``). Default: matplotlib's constrained
+        layout, which fits the labels but is recomputed at every draw.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
     axes : Axes or ndarray of Axes
     """
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = Figure(figsize=figsize, dpi=dpi, layout=None if margins else "constrained")
     FigureCanvasAgg(fig)
-    return fig, fig.subplots(nrows, ncols, squeeze=True)
+    axes = fig.subplots(nrows, ncols, squeeze=True, gridspec_kw=dict(margins or {}))
+    return fig, axes
 
 
-def figure_png(fig: Figure, dpi: int = 80) -> bytes:
-    """The figure rendered as PNG bytes."""
+def figure_png(fig: Figure, *, draw: bool = True) -> bytes:
+    """The figure's pixels as PNG bytes, at the figure's own dpi.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        A figure with an Agg canvas (:func:`new_figure`, or pyplot's with the Agg backend).
+    draw : bool
+        Draw the figure first. False encodes what the canvas holds already (after a
+        blitted redraw: see :meth:`dlopt.kit.figure_widget.FigureWidget.render`).
+
+    Returns
+    -------
+    bytes
+        An RGB PNG, lightly compressed: encoding is a large share of a widget's redraw.
+    """
+    canvas = fig.canvas
+    if not isinstance(canvas, FigureCanvasAgg):
+        canvas = FigureCanvasAgg(fig)
+        draw = True
+    if draw:
+        canvas.draw()
+    image = PIL.Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(),
+                                 "raw", "RGBA", 0, 1).convert("RGB")
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    image.save(buffer, format="png", compress_level=1)
     return buffer.getvalue()
 
 
-def show_messages(ax, messages: Sequence[str]) -> None:
-    """Write messages (e.g. "relu: implement `relu` first") in the corner of ``ax``."""
-    if messages:
-        ax.text(0.02, 0.98, "\n".join(messages), transform=ax.transAxes, va="top", ha="left",
-                fontsize=8, color="tab:red",
-                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "tab:red"})
+def show_messages(ax, messages: Sequence[str], *, corner: str = "upper left"):
+    """Write messages (e.g. "relu: implement `relu` first") in a corner of ``ax``.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    messages : sequence of str
+    corner : {"upper left", "lower left"}
+
+    Returns
+    -------
+    matplotlib.text.Text or None
+        The text drawn (None without messages), so a widget can remove it at its next redraw.
+    """
+    if not messages:
+        return None
+    if corner not in ("upper left", "lower left"):
+        raise ValueError(f"corner must be 'upper left' or 'lower left', got {corner!r}")
+    upper = corner == "upper left"
+    return ax.text(0.02, 0.98 if upper else 0.02, "\n".join(messages), transform=ax.transAxes,
+                   va="top" if upper else "bottom", ha="left", fontsize=8, color="tab:red",
+                   bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "tab:red"})
 
 
 def plot_curves(ax, x: np.ndarray, curves: Mapping[str, np.ndarray], *, title: str = "",
@@ -91,6 +160,41 @@ def plot_curves(ax, x: np.ndarray, curves: Mapping[str, np.ndarray], *, title: s
     show_messages(ax, messages)
 
 
+def plot_per_layer(ax, series: Mapping[str, np.ndarray], *, ylabel: str, title: str = "",
+                   messages: Sequence[str] = (), colors: Mapping[str, str] | None = None,
+                   grid: bool = False) -> None:
+    """One value per layer on a log scale, layer 1 (next to the input) on the left.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    series : mapping of str to ndarray of shape (depth,)
+        Label -> the value of layers ``1..depth`` (values below the smallest positive float
+        are shown at it, so that a 0 stays on the log axis).
+    ylabel, title : str
+    messages : sequence of str
+        Shown in the corner (series that could not be computed).
+    colors : mapping of str to str, optional
+        A color per label; default :func:`color_for` (activation names keep their colors).
+    grid : bool
+        Draw a grid at the major and minor ticks.
+    """
+    for label, values in series.items():
+        values = np.maximum(np.asarray(values, dtype=np.float64), np.finfo(np.float64).tiny)
+        layers = np.arange(1, values.size + 1)
+        color = colors.get(label) if colors is not None else color_for(label)
+        ax.plot(layers, values, marker="o", ms=3, label=label, color=color)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (1 = next to the input)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if grid:
+        ax.grid(alpha=0.3, which="both")
+    if series:
+        ax.legend(fontsize=8)
+    show_messages(ax, messages)
+
+
 def plot_layer_norms(ax, norms: Mapping[str, np.ndarray], *, title: str = "",
                      messages: Sequence[str] = ()) -> None:
     """Gradient norm per layer on a log scale, layer 1 (next to the input) on the left.
@@ -103,17 +207,8 @@ def plot_layer_norms(ax, norms: Mapping[str, np.ndarray], *, title: str = "",
     title : str
     messages : sequence of str
     """
-    for label, values in norms.items():
-        values = np.asarray(values, dtype=np.float64)
-        layers = np.arange(1, values.size + 1)
-        ax.plot(layers, values, marker="o", ms=3, label=label, color=color_for(label))
-    ax.set_yscale("log")
-    ax.set_xlabel("layer (1 = next to the input)")
-    ax.set_ylabel("gradient norm  ||dL/dW||")
-    ax.set_title(title)
-    if norms:
-        ax.legend(fontsize=8)
-    show_messages(ax, messages)
+    plot_per_layer(ax, norms, ylabel="gradient norm  ||dL/dW||", title=title,
+                   messages=messages)
 
 
 def plot_dead_fraction(ax, x: np.ndarray, fraction: np.ndarray, *, xlabel: str,

@@ -1,18 +1,25 @@
-"""Two-dimensional test objectives for optimizer explorers, each with its analytic gradient.
+"""Two-dimensional landscapes for optimizer explorers: a function, its gradient, and a view.
+
+Used by lessons 03 and 04
+(:class:`dlopt.lessons.l03_gradient_descent.explorer.ConvergenceExplorer` and the experiments
+around it).
 
 A :class:`Surface` bundles a function of a point ``(x, y)``, its gradient, a view box for a
 contour plot, a start point from which plain gradient descent has something to show, and the
 value that loss curves are measured against (``floor``: the minimum, or for a surface without
-one the lowest value inside the view). Lessons 03 and 04 feed them to
-:class:`dlopt.lessons.l03_gradient_descent.explorer.ConvergenceExplorer`.
+one the lowest value inside the view). The functions that make
+one are named ``<objective>_surface``: the objective itself (a function of points) lives in
+:mod:`dlopt.kit.objectives` under the plain name.
 
-- :func:`quadratic`: ``1/2 w^T H w`` with eigenvalues ``1/condition_number`` and ``1``, so the
-  largest curvature is ``L = 1`` for every condition number (gradient descent is stable for
-  ``lr < 2``) and the valley gets flatter as the condition number grows. Built on
+- :func:`quadratic_surface`: ``1/2 w^T H w`` with eigenvalues ``1/condition_number`` and
+  ``1``, so the largest curvature is ``L = 1`` for every condition number (gradient descent is
+  stable for ``lr < 2``) and the valley gets flatter as the condition number grows. Built on
   :func:`dlopt.kit.objectives.quadratic`.
-- :func:`rosenbrock`: the banana valley of :func:`dlopt.kit.objectives.rosenbrock`.
-- :func:`beale`: Beale's function, flat plateaus and steep walls, minimum 0 at ``(3, 0.5)``.
-- :func:`saddle`: ``x**2 - y**2``, unbounded below; a run stops when it leaves the view.
+- :func:`rosenbrock_surface`: the banana valley of :func:`dlopt.kit.objectives.rosenbrock`.
+- :func:`beale_surface`: Beale's function, flat plateaus and steep walls, minimum 0 at
+  ``(3, 0.5)``.
+- :func:`saddle_surface`: ``x**2 - y**2``, unbounded below; a run stops when it leaves the
+  view.
 
 Every function takes points of shape ``(..., 2)`` (one point, or a grid of points) and returns
 values of shape ``(...)``; gradients have the points' shape.
@@ -27,7 +34,14 @@ import numpy as np
 
 from dlopt.kit import objectives
 
-__all__ = ["Surface", "beale", "default_surfaces", "quadratic", "rosenbrock", "saddle"]
+__all__ = [
+    "Surface",
+    "beale_surface",
+    "default_surfaces",
+    "quadratic_surface",
+    "rosenbrock_surface",
+    "saddle_surface",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,7 +128,7 @@ class Surface:
 
 
 # --- the surfaces ----------------------------------------------------------------------------
-def quadratic(condition_number: float = 20.0, angle: float = 0.0) -> Surface:
+def quadratic_surface(condition_number: float = 20.0, angle: float = 0.0) -> Surface:
     """``f(w) = 1/2 w^T H w``, the eigenvalues of ``H`` being ``1/condition_number`` and ``1``.
 
     Parameters
@@ -149,20 +163,15 @@ def quadratic(condition_number: float = 20.0, angle: float = 0.0) -> Surface:
                    start=(-2.6, 1.6), floor=0.0, minimum=(0.0, 0.0))
 
 
-def rosenbrock() -> Surface:
+def rosenbrock_surface() -> Surface:
     """Rosenbrock's valley ``(1 - x)**2 + 100 (y - x**2)**2``: minimum 0 at ``(1, 1)``.
 
     The curvature across the valley is about 2500 times the curvature along it near the
     minimum, and the valley bends, so the direction of steepest descent keeps changing.
     """
-    def grad(points):
-        p = np.asarray(points, dtype=np.float64)
-        x, y = p[..., 0], p[..., 1]
-        ridge = y - x * x
-        return np.stack([-400.0 * x * ridge - 2.0 * (1.0 - x), 200.0 * ridge], axis=-1)
-
-    return Surface("Rosenbrock", objectives.rosenbrock, grad, xlim=(-2.0, 2.0),
-                   ylim=(-1.0, 3.0), start=(-1.2, 1.0), floor=0.0, minimum=(1.0, 1.0))
+    return Surface("Rosenbrock", objectives.rosenbrock, objectives.rosenbrock_grad,
+                   xlim=(-2.0, 2.0), ylim=(-1.0, 3.0), start=(-1.2, 1.0), floor=0.0,
+                   minimum=(1.0, 1.0))
 
 
 def _beale_terms(points):
@@ -183,7 +192,7 @@ def _beale_grad(points):
     return np.stack([dx, dy], axis=-1)
 
 
-def beale() -> Surface:
+def beale_surface() -> Surface:
     """Beale's function: minimum 0 at ``(3, 0.5)``, flat plateaus beside steep walls.
 
     ``(1.5 - x + xy)**2 + (2.25 - x + xy**2)**2 + (2.625 - x + xy**3)**2``
@@ -201,7 +210,7 @@ def _saddle_grad(points):
     return np.asarray(points, dtype=np.float64) * np.array([2.0, -2.0])
 
 
-def saddle() -> Surface:
+def saddle_surface() -> Surface:
     """The saddle ``x**2 - y**2``: a stationary point at the origin that is not a minimum.
 
     Unbounded below, so it is shown in a bounded view (the square of half-side 2) and a run
@@ -217,4 +226,5 @@ def saddle() -> Surface:
 def default_surfaces() -> dict[str, Surface]:
     """The explorer's surfaces, by name: a quadratic of condition number 20, Rosenbrock,
     Beale and the saddle (new objects on each call)."""
-    return {s.name: s for s in (quadratic(20.0), rosenbrock(), beale(), saddle())}
+    return {s.name: s for s in (quadratic_surface(20.0), rosenbrock_surface(),
+                                 beale_surface(), saddle_surface())}

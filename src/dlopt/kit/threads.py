@@ -1,10 +1,13 @@
-"""Run small torch computations on one CPU thread.
+"""How many CPU threads torch uses inside a block: one context for the whole course.
+
+Used by lessons 02, 04, 05, 06, 07, 08 and 09, by the grading drivers and by the instructor's
+references.
 
 The experiments of the course multiply matrices of a few hundred rows. Spread over several
 threads, such small operations spend more time waiting for each other than computing, and on a
 machine whose cores are busy with other work they become many times slower. Inside
-:func:`single_threaded` torch uses one intra-op thread; the previous setting is restored on
-exit, so nothing changes for the caller's own code.
+``cpu_threads(1)`` torch uses one intra-op thread; the previous setting is restored on exit,
+so nothing changes for the caller's own code. NumPy's own threads (its BLAS) are not affected.
 """
 
 from __future__ import annotations
@@ -12,20 +15,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["single_threaded"]
+__all__ = ["cpu_threads"]
 
 
 @contextmanager
-def single_threaded() -> Iterator[None]:
-    """Context manager: ``torch.set_num_threads(1)`` inside, the previous count restored after.
+def cpu_threads(n: int | None = 1) -> Iterator[None]:
+    """Use ``n`` torch CPU threads inside the block; the previous count is restored after it.
 
-    Also a decorator: ``@single_threaded()``.
+    Also a decorator: ``@cpu_threads(1)`` (the decorated function keeps its name).
+
+    Parameters
+    ----------
+    n : int or None
+        Threads for ``torch.set_num_threads``; None leaves the setting alone (the block still
+        restores whatever it finds on entry).
 
     Examples
     --------
     >>> import torch
     >>> before = torch.get_num_threads()
-    >>> with single_threaded():
+    >>> with cpu_threads(1):
     ...     torch.get_num_threads()
     1
     >>> torch.get_num_threads() == before
@@ -34,7 +43,8 @@ def single_threaded() -> Iterator[None]:
     import torch
 
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if n is not None:
+        torch.set_num_threads(int(n))
     try:
         yield
     finally:

@@ -1,5 +1,7 @@
 """Timing that holds up: warm-up runs, several repeats, the median and the spread.
 
+Used by lessons 00, 03, 06, 08, 09 and 10, and by :mod:`dlopt.lessons.l09_performance.gpu_timing`.
+
 On a GPU, work is queued asynchronously: pass ``sync=torch.cuda.synchronize`` so each
 measurement waits for the device (lesson 09 explains why and uses CUDA events as well).
 """

@@ -1,4 +1,5 @@
-"""Driver of lesson 06's ``batchnorm_forward`` check: training-mode batches, then one evaluation call."""
+"""Driver of lesson 06's ``batchnorm_forward`` check: training-mode batches, then one evaluation
+call."""
 
 from __future__ import annotations
 
@@ -7,36 +8,22 @@ from collections.abc import Callable
 
 import numpy as np
 
+from dlopt.grading.drivers.norm_cache import CACHE_KEYS, check_cache, check_pair
 from dlopt.kit.learner import function_name
-from dlopt.kit.threads import single_threaded
+from dlopt.kit.threads import cpu_threads
 
 __all__ = ["CACHE_KEYS", "run_batchnorm_forward"]
 
 
-#: Keys of a training-mode cache: what the backward pass of the course reads, nothing else.
-CACHE_KEYS = ("x_hat", "xc", "var", "inv_std", "gamma", "eps")
-
-
 def _check_cache(cache, shape, name: str, step: int) -> None:
-    if type(cache) is not dict or set(cache) != set(CACHE_KEYS):
-        keys = sorted(cache) if isinstance(cache, dict) else type(cache).__name__
-        raise ValueError(f"{name} in training mode must return a cache dict with exactly the "
-                         f"keys {list(CACHE_KEYS)} (step {step}); got {keys}")
-    for key in ("x_hat", "xc"):
-        if np.shape(cache[key]) != shape:
-            raise ValueError(f"{name}: cache[{key!r}] has shape {np.shape(cache[key])}, "
-                             f"expected {shape} (step {step})")
-    for key in ("var", "inv_std", "gamma"):
-        if np.shape(cache[key]) != shape[1:]:
-            raise ValueError(f"{name}: cache[{key!r}] has shape {np.shape(cache[key])}, "
-                             f"expected {shape[1:]} (step {step})")
+    per_feature = shape[1:]
+    check_cache(cache, {"x_hat": shape, "xc": shape, "var": per_feature,
+                        "inv_std": per_feature, "gamma": per_feature},
+                name=name, where=f"step {step}", mode="training")
 
 
 def _pair(result, name: str, mode: str):
-    if not (isinstance(result, tuple) and len(result) == 2):
-        raise ValueError(f"{name} must return a pair (out, cache); got "
-                         f"{type(result).__name__} in {mode} mode")
-    return result
+    return check_pair(result, name=name, where=f" in {mode} mode")
 
 
 def _same_state(a: dict, b: dict) -> bool:
@@ -44,7 +31,7 @@ def _same_state(a: dict, b: dict) -> bool:
         np.array_equal(np.asarray(a[k]), np.asarray(b[k]), equal_nan=True) for k in a)
 
 
-@single_threaded()
+@cpu_threads(1)
 def run_batchnorm_forward(forward: Callable, xs, gamma, beta, state: dict | None = None,
                           x_eval=None, momentum: float = 0.1, eps: float = 1e-5) -> dict:
     """Call ``forward`` in training mode on each batch of ``xs``, then once in evaluation mode.

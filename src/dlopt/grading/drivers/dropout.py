@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from dlopt.kit.learner import function_name
-from dlopt.kit.threads import single_threaded
+from dlopt.kit.threads import cpu_threads
 
 __all__ = ["N_STATISTICS", "SIGMAS", "UnusableOutput", "dropout_statistics", "seeded_dropout",
            "statistics_input"]
@@ -127,7 +127,7 @@ def dropout_statistics(forward: Callable, p: float, *, train: bool = True,
     name = function_name(forward)
     x = statistics_input(n, seed)
     before = x.copy()
-    with single_threaded():  # the reference is torch's dropout: no threads for 10^5 entries
+    with cpu_threads(1):  # the reference is torch's dropout: no threads for 10^5 entries
         result = forward(x, p, train=train, rng=np.random.default_rng(seed + 1))
     out, _cache = _unpack(result, before, name)
     out = np.asarray(out, dtype=np.float64)

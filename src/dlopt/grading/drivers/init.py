@@ -1,4 +1,5 @@
-"""Drivers of lesson 02's initialization checks: a seed turned into a generator, so checks pass plain data."""
+"""Drivers of lesson 02's initialization checks: a seed turned into a generator, so checks pass
+plain data."""
 
 from __future__ import annotations
 

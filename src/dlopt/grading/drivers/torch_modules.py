@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+
+from dlopt.kit.threads import cpu_threads
 
 __all__ = [
     "CLOSURE_WITHOUT_GRAD",
@@ -46,21 +47,6 @@ class _StepFailed(RuntimeError):
     """A step failed in one of the two recognised ways (the message says which)."""
 
 
-def _one_cpu_thread(driver):
-    """Run ``driver`` with ``torch.set_num_threads(1)``, restoring the setting afterwards."""
-
-    @functools.wraps(driver)
-    def wrapper(*args, **kwargs):
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return driver(*args, **kwargs)
-        finally:
-            torch.set_num_threads(before)
-
-    return wrapper
-
-
 def _np(t) -> np.ndarray | None:
     if t is None:
         return None
@@ -75,7 +61,7 @@ def _tensor(x, device, requires_grad: bool = False) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # Autograd functions
 # ---------------------------------------------------------------------------------------------
-@_one_cpu_thread
+@cpu_threads(1)
 def run_function(function, x, grad_output, device: str = "cpu") -> dict:
     """Forward and backward pass of an elementwise autograd ``Function``.
 
@@ -104,7 +90,7 @@ def run_function(function, x, grad_output, device: str = "cpu") -> dict:
             "input_unchanged": bool(torch.equal(t.detach(), before))}
 
 
-@_one_cpu_thread
+@cpu_threads(1)
 def run_batch_norm_function(function, x, gamma, beta, grad_output, eps: float = 1e-5,
                             device: str = "cpu") -> dict:
     """Forward and backward pass of a training-mode batch-norm ``Function``.
@@ -137,7 +123,7 @@ def run_batch_norm_function(function, x, gamma, beta, grad_output, eps: float = 
 # ---------------------------------------------------------------------------------------------
 # Modules
 # ---------------------------------------------------------------------------------------------
-@_one_cpu_thread
+@cpu_threads(1)
 def run_batch_norm_module(module: type, num_features: int, *, seed: int = 0,
                           batch_size: int = 8, train_batches: int = 3,
                           hyperparameters: dict | None = None, device: str = "cpu") -> dict:
@@ -207,7 +193,7 @@ def run_batch_norm_module(module: type, num_features: int, *, seed: int = 0,
     return out
 
 
-@_one_cpu_thread
+@cpu_threads(1)
 def run_dropout(module: type, p: float | None = None, *, seed: int = 0, shape=(100, 200),
                 invalid: Sequence[float] = (), device: str = "cpu") -> dict:
     """Statistics of a dropout module in training and evaluation mode.
@@ -361,7 +347,7 @@ def _step(opt, closure=None):
         raise
 
 
-@_one_cpu_thread
+@cpu_threads(1)
 def run_optimizer(optimizer: Callable, hyperparameters: dict | None = None, *, seed: int = 0,
                   steps: int = 50, group_overrides: dict | None = None,
                   reload_at: int | None = None, handoff: str | None = None,

@@ -1,4 +1,4 @@
-"""Drivers: call a learner's function many times, the way a check needs it.
+"""Driver of the update-rule checks (lessons 03, 04 and 05): a whole trajectory per case.
 
 A check with ``driver=run_update_rule`` compares whole trajectories, not single steps: an
 update rule that forgets its state between steps, or counts steps wrongly, agrees on step 1
@@ -8,13 +8,10 @@ mistake, in the notebook and in the grader.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
-import numpy as np
-
-from dlopt.kit.learner import function_name
 from dlopt.kit.objectives import analytic_gradient
+from dlopt.kit.trajectory import follow_rule
 
 __all__ = ["run_update_rule"]
 
@@ -52,30 +49,13 @@ def run_update_rule(step: Callable, w0, objective: Callable, n_steps: int = 100,
     Raises
     ------
     ValueError
-        If the rule changes ``w`` in place, or returns something that is not a
-        ``(w_next, state)`` pair with ``w_next`` of ``w``'s shape.
+        (:class:`dlopt.kit.learner.LearnerError`) If the rule changes ``w`` in place, or
+        returns something that is not a ``(w_next, state)`` pair with ``w_next`` of ``w``'s
+        shape. The loop is :func:`dlopt.kit.trajectory.follow_rule`, the one every experiment
+        of the course uses.
     """
     gradient = analytic_gradient(objective)
     objective_kwargs = objective_kwargs or {}
-    name = function_name(step)
-    w = np.array(w0, dtype=np.float64)
-    state = copy.deepcopy(state) if state else {}
-    trajectory = [w.copy()]
-    for t in range(n_steps):
-        dw = gradient(w, **objective_kwargs)
-        before = w.copy()
-        result = step(w, dw.copy(), state, **hyperparameters)
-        if not np.array_equal(w, before, equal_nan=True):
-            raise ValueError(f"{name} changed w in place at step {t + 1}; return a new array "
-                             f"(w - lr * ..., not w -= ...)")
-        if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
-            raise ValueError(f"{name} must return a pair (w_next, state) with state a dict; "
-                             f"got {type(result).__name__} at step {t + 1}")
-        w_next, state = result
-        w_next = np.asarray(w_next, dtype=np.float64)
-        if w_next.shape != w.shape:
-            raise ValueError(f"{name} returned w of shape {w_next.shape} at step {t + 1}; "
-                             f"expected {w.shape}")
-        w = w_next
-        trajectory.append(w.copy())
-    return np.stack(trajectory), state
+    run = follow_rule(step, w0, lambda w: gradient(w, **objective_kwargs), n_steps, state=state,
+                      hyperparameters=hyperparameters)
+    return run.points, run.state

@@ -1,8 +1,9 @@
-"""Dead ReLUs: units whose output is 0 for every example of a data set.
+"""Lesson 01: dead ReLUs, units whose output is 0 for every example of a data set.
 
 A dead unit's ReLU derivative is 0 on every example, so no gradient reaches its weights and
 gradient descent cannot bring it back. Two experiments count them, using the learner's own
-``relu`` (and ``relu_grad`` for training, through :func:`dlopt.kit.torch_bridge.numpy_activation`):
+``relu`` (and ``relu_grad`` for training, through
+:func:`dlopt.kit.torch_bridge.numpy_activation`):
 
 - :func:`dead_fraction_vs_bias`: one layer at initialization, all biases shifted down;
 - :func:`dead_fraction_vs_lr`: a small MLP after a short SGD run, one run per learning rate.

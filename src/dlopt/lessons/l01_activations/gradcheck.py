@@ -1,4 +1,4 @@
-"""Reports that compare derivatives with the learner's own ``numerical_gradient``.
+"""Lesson 01: reports that compare derivatives with the learner's own ``numerical_gradient``.
 
 The numerical gradient itself is an exercise of lesson 01 and is not in this package: every
 function here takes the learner's ``numerical_gradient(f, x, h)`` as an argument.

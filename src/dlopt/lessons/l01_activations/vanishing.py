@@ -1,10 +1,12 @@
-"""Vanishing gradients: how large is each layer's gradient in a deep stack at initialization?
+"""Lesson 01: vanishing gradients, each layer's gradient in a deep stack at initialization.
 
 A stack of ``depth`` square linear layers of width ``width``, each followed by the same
 activation, is fed a batch of standard-normal inputs. A random upstream gradient enters at
 the top and torch backpropagates it; the activation's forward and derivative are the
-learner's own (:func:`dlopt.kit.torch_bridge.numpy_activation`). The result is the Frobenius norm
-of the gradient of every layer's weight matrix, from the input layer to the output layer.
+learner's own (:func:`dlopt.kit.torch_bridge.numpy_activation`). The result is the Frobenius
+norm of the gradient of every layer's weight matrix, from the input layer to the output layer.
+The weight initializers (:func:`init_weight`, :func:`init_mlp`) are shared with the training
+experiments of lessons 05 and 07.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""Interactive explorers: widgets only wire controls to :mod:`dlopt.kit.plotting` functions.
+"""Lesson 01: the activation and depth explorers, controls wired to :mod:`dlopt.kit.plotting`.
 
 Each explorer draws a matplotlib figure off-screen (Agg, no pyplot) into an
-``ipywidgets.Image``, so it redraws in any frontend and can be tested headless. Displayed,
+``ipywidgets.Image`` (:class:`dlopt.kit.figure_widget.FigureWidget`), so it redraws in any
+frontend and can be tested headless. Displayed,
 it also offers a static ``image/png`` of its current figure, which nbconvert and GitHub show
 where no widget frontend runs. A learner's function that is not implemented yet is skipped
 with a message ("implement `relu` first"); the others are still drawn.
@@ -75,7 +76,8 @@ class ActivationExplorer(FigureWidget):
 class DepthExplorer(FigureWidget):
     """Choose the depth and the initialization; see each layer's gradient norm.
 
-    Left: ``||dL/dW_l||`` per layer (log scale), from :func:`dlopt.lessons.l01_activations.vanishing.layer_gradient_norms`.
+    Left: ``||dL/dW_l||`` per layer (log scale), from
+    :func:`dlopt.lessons.l01_activations.vanishing.layer_gradient_norms`.
     Right: the ratio between the first and the last layer's norm for each activation.
 
     Parameters

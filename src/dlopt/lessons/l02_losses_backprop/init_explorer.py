@@ -1,4 +1,4 @@
-"""An explorer for weight initialization: activation statistics through a deep stack.
+"""Lesson 02: the initialization explorer, activation statistics through a deep stack.
 
 Pick the activation (tanh or ReLU), the initializer (the learner's Xavier or He, or a fixed
 standard deviation that is too small or too large), a scale that multiplies the weights, and

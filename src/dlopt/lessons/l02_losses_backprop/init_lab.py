@@ -1,15 +1,10 @@
-"""Weight initialization: torch's references, seeded drivers, and activation statistics per layer.
+"""Lesson 02: weight initialization, activation statistics per layer of a deep stack.
 
-Lesson 02's learner writes ``xavier_normal(fan_in, fan_out, rng)`` and
-``he_normal(fan_in, fan_out, rng)``; this module never draws Xavier or He weights itself
-(torch.nn.init does, in the references). It provides
+The learner writes ``xavier_normal(fan_in, fan_out, rng)`` and
+``he_normal(fan_in, fan_out, rng)``; this module never draws Xavier or He weights itself (the
+checks' references are the instructor's, :mod:`dlopt_instructor.init`, and their drivers are
+:mod:`dlopt.grading.drivers.init`). It provides
 
-- references for the checks: :func:`torch_xavier_normal` and :func:`torch_he_normal` draw
-  ``rng.normal(0, std, size=(fan_in, fan_out))`` with the ``std`` that ``torch.nn.init`` uses,
-  read off torch's own draw (:func:`torch_init_std`);
-- drivers that turn a seed into a generator, so that a check can pass plain data:
-  :func:`draw_with_seed` (the weights) and :func:`sample_std` (the standard deviation of a
-  large draw);
 - the experiment: :func:`activation_stds` pushes a batch through a deep stack of tanh or
   ReLU layers and records the standard deviation of every layer's activations, for any
   initialization; :func:`compare_inits` runs it for several, skipping unfinished ones;
@@ -24,9 +19,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from dlopt.kit.learner import attempt, function_name
-from dlopt.kit.plotting import show_messages
-from dlopt.kit.threads import single_threaded
+from dlopt.kit.learner import attempt_each, function_name
+from dlopt.kit.plotting import plot_per_layer
+from dlopt.kit.threads import cpu_threads
 
 __all__ = [
     "ACTIVATIONS",
@@ -43,13 +38,6 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
     "relu": torch.relu,
 }
-
-
-# --- references -------------------------------------------------------------------------------
-
-
-
-
 
 
 def fixed_normal(std: float) -> Callable:
@@ -128,7 +116,7 @@ def activation_stds(init: Callable, activation: str = "tanh", *, depth: int = 15
         if W.shape != (width, width):
             raise ValueError(f"`{name}` returned shape {W.shape} for fan_in={width}, "
                              f"fan_out={width}; expected ({width}, {width})")
-        with single_threaded():  # small matrices: one thread is faster, and robust to load
+        with cpu_threads(1):  # small matrices: one thread is faster, and robust to load
             h = act(h @ torch.from_numpy(scale * W))
             stds.append(float(h.std(correction=0)))
     return ActivationTrace(np.array(stds), h.numpy())
@@ -152,15 +140,7 @@ def compare_inits(inits: Mapping[str, Callable], activation: str = "tanh",
     messages : list of str
         One per initializer that was skipped, e.g. "He: implement `he_normal` first".
     """
-    stds: dict[str, np.ndarray] = {}
-    messages: list[str] = []
-    for label, init in inits.items():
-        trace, message = attempt(activation_stds, init, activation, **kwargs)
-        if message is None:
-            stds[label] = trace.std
-        else:
-            messages.append(f"{label}: {message}")
-    return stds, messages
+    return attempt_each(inits, lambda init: activation_stds(init, activation, **kwargs).std)
 
 
 _STYLE = {"too small": "tab:gray", "Xavier": "tab:blue", "He": "tab:green",
@@ -180,18 +160,8 @@ def plot_activation_stds(ax, stds: Mapping[str, np.ndarray], *, title: str = "",
     messages : sequence of str
         Shown in the corner (initializers that could not run).
     """
-    for label, values in stds.items():
-        values = np.maximum(np.asarray(values, dtype=np.float64), np.finfo(np.float64).tiny)
-        layers = np.arange(1, values.size + 1)
-        ax.plot(layers, values, marker="o", ms=3, label=label, color=_STYLE.get(label))
-    ax.set_yscale("log")
-    ax.set_xlabel("layer (1 = next to the input)")
-    ax.set_ylabel("std of the activations")
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    if stds:
-        ax.legend(fontsize=8)
-    show_messages(ax, messages)
+    plot_per_layer(ax, stds, ylabel="std of the activations", title=title, messages=messages,
+                   colors=_STYLE, grid=True)
 
 
 def plot_activation_histogram(ax, values: np.ndarray, *, title: str = "",

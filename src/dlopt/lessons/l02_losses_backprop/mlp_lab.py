@@ -1,4 +1,4 @@
-"""Train and check a two-layer MLP whose backward pass is the learner's.
+"""Lesson 02: train and check a two-layer MLP whose backward pass is the learner's.
 
 The network of lesson 02 is ``logits = relu(X @ W1 + b1) @ W2 + b2`` with the mean
 cross-entropy loss. The learner writes ``loss, grads = loss_and_grads(params, X, y)``; this
@@ -6,10 +6,10 @@ module never computes a gradient itself:
 
 - :func:`train_mlp` runs mini-batch training with the learner's gradients and
   ``torch.optim.SGD`` for the update (update rules are lesson 03's topic);
-- :func:`gradient_check` compares the learner's gradients with the learner's own central
+- :func:`mlp_gradient_check` compares the learner's gradients with the learner's own central
   difference (passed in as ``numerical_gradient``), parameter by parameter;
 - :func:`init_mlp_params` draws starting weights with ``torch.nn.init``, :func:`predict`
-  and :func:`accuracy` run the forward pass in torch;
+  and :func:`mlp_accuracy` run the forward pass in torch;
 - :func:`plot_training` draws a :class:`TrainingHistory`.
 """
 
@@ -25,15 +25,15 @@ from matplotlib.ticker import MaxNLocator
 
 from dlopt.kit.learner import function_name
 from dlopt.kit.plotting import show_messages
-from dlopt.kit.threads import single_threaded
+from dlopt.kit.threads import cpu_threads
 from dlopt.lessons.l01_activations.gradcheck import relative_error
 from dlopt.lessons.l01_activations.vanishing import init_weight
 
 __all__ = [
     "MLP_KEYS",
     "TrainingHistory",
-    "accuracy",
-    "gradient_check",
+    "mlp_accuracy",
+    "mlp_gradient_check",
     "init_mlp_params",
     "plot_training",
     "predict",
@@ -69,12 +69,12 @@ def predict(params: dict, X: np.ndarray) -> np.ndarray:
     """Class indices ``argmax(relu(X @ W1 + b1) @ W2 + b2)``, computed by torch, shape (N,)."""
     p = {k: torch.as_tensor(np.asarray(params[k], dtype=np.float64)) for k in MLP_KEYS}
     X = torch.as_tensor(np.asarray(X, dtype=np.float64))
-    with single_threaded():
+    with cpu_threads(1):
         logits = torch.relu(X @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
         return logits.argmax(dim=1).numpy()
 
 
-def accuracy(params: dict, X: np.ndarray, y: np.ndarray) -> float:
+def mlp_accuracy(params: dict, X: np.ndarray, y: np.ndarray) -> float:
     """Share of the examples whose predicted class (:func:`predict`) is ``y``."""
     return float(np.mean(predict(params, X) == np.asarray(y)))
 
@@ -180,18 +180,18 @@ def train_mlp(loss_and_grads: Callable, data, *, hidden: int = 64, epochs: int =
             batch_losses.append(loss)
             for k, t in tensors.items():
                 t.grad = torch.from_numpy(grads[k])
-            with single_threaded():
+            with cpu_threads(1):
                 optimizer.step()
         current = {k: t.detach().numpy().copy() for k, t in tensors.items()}
         losses.append(float(np.mean(batch_losses)))
-        train_acc.append(accuracy(current, X_train, y_train))
-        test_acc.append(accuracy(current, X_test, y_test))
+        train_acc.append(mlp_accuracy(current, X_train, y_train))
+        test_acc.append(mlp_accuracy(current, X_test, y_test))
     seconds = time.perf_counter() - start
     return TrainingHistory(np.array(losses), np.array(train_acc), np.array(test_acc), current,
                            seconds)
 
 
-def gradient_check(loss_and_grads: Callable, numerical_gradient: Callable, params: dict,
+def mlp_gradient_check(loss_and_grads: Callable, numerical_gradient: Callable, params: dict,
                    X: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Relative error between the learner's gradients and a central difference of its loss.
 

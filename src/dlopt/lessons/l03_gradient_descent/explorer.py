@@ -1,25 +1,25 @@
-"""The convergence explorer: the learner's update rules raced on 2-D objectives.
+"""Lesson 03: the convergence explorer, the learner's update rules raced on 2-D objectives.
 
-Pure computation (:func:`run_rule`, :func:`run_optimizers`) and plotting functions
-(:func:`plot_surface`, :func:`plot_trajectories`, :func:`plot_losses`) are separate from the
-widget (:class:`ConvergenceExplorer`), which only wires controls to them; all of it tests
-headless. Lessons 03 and 04 use it with the learner's own update rules.
+Lesson 04 uses it too, with the learner's adaptive rules. Pure computation (:func:`run_rule`,
+:func:`run_optimizers`) and plotting functions (:func:`plot_surface`,
+:func:`plot_trajectories`, :func:`plot_losses`) are separate from the widget
+(:class:`ConvergenceExplorer`), which only wires controls to them; all of it tests headless.
 
 Every update rule has the course's interface::
 
     w_next, state = rule(w, dw, state, *, lr=..., <hyperparameters>)
 
-``state`` is a dict, empty on the first call. A rule still raising ``NotImplementedError`` is
-listed as "implement `adam_step` first" while the others are drawn; a run that diverges is
-cut where it left the plot's surroundings and reported ("sgd diverged at step 12").
+``state`` is a dict, empty on the first call. The steps are taken by the course's one
+update-rule loop, :func:`dlopt.kit.trajectory.follow_rule`. A rule still raising
+``NotImplementedError`` is listed as "implement `adam_step` first" while the others are drawn;
+a run that diverges is cut where it left the plot's surroundings and reported ("sgd diverged
+at step 12").
 """
 
 from __future__ import annotations
 
 import contextlib
-import html
 import inspect
-import io
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -27,19 +27,18 @@ from typing import Any
 
 import ipywidgets as W
 import numpy as np
-import PIL.Image
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, NullLocator
 
+from dlopt.kit import plotting
 from dlopt.kit.figure_widget import FigureWidget
-from dlopt.kit.learner import attempt, function_name
+from dlopt.kit.learner import attempt, explain, function_name
 from dlopt.kit.surfaces import Surface, default_surfaces
+from dlopt.kit.trajectory import follow_rule
 
 __all__ = [
+    "LOSS_FLOOR",
     "ConvergenceExplorer",
     "Run",
-    "RuleError",
     "accepted_keywords",
     "hyperparameters_for",
     "plot_losses",
@@ -53,17 +52,11 @@ Optimizers = Mapping[str, tuple[Callable, Mapping[str, Any]]]
 
 #: Smallest value shown on a loss curve's log axis (``f - floor`` can reach 0 exactly).
 LOSS_FLOOR = 1e-16
-_PALETTE = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
-            "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Computation
 # ---------------------------------------------------------------------------------------------
-class RuleError(ValueError):
-    """An update rule returned something other than ``(w_next, state)`` of the right shape."""
-
-
 @dataclass(frozen=True)
 class Run:
     """One optimizer's run on a surface.
@@ -140,9 +133,10 @@ def run_rule(rule: Callable, surface: Surface, start, steps: int, hyperparameter
     """Run ``steps`` steps of an update rule on a surface, from ``start`` with an empty state.
 
     Each step computes ``dw = surface.grad(w)`` and calls
-    ``w, state = rule(w, dw, state, **hyperparameters)``. The run stops early, with a message,
-    when ``w`` stops being finite or leaves ``surface.bounds()``: the points up to the last
-    one inside are kept.
+    ``w, state = rule(w, dw, state, **hyperparameters)``
+    (:func:`dlopt.kit.trajectory.follow_rule`). The run stops early, with a message, when
+    ``w`` stops being finite or leaves ``surface.bounds()``: the points up to the last one
+    inside are kept.
 
     Parameters
     ----------
@@ -162,42 +156,28 @@ def run_rule(rule: Callable, surface: Surface, start, steps: int, hyperparameter
     ------
     NotImplementedError
         Whatever the rule raises propagates (see :func:`run_optimizers` for the messages).
-    RuleError
-        If the rule does not return ``(w_next, state)`` with ``w_next`` of shape (2,).
+    dlopt.kit.learner.LearnerError
+        If the rule does not return ``(w_next, state)`` with ``w_next`` of shape (2,), or
+        changes ``w`` in place.
     """
     name = function_name(rule) if name is None else name
-    hyperparameters = dict(hyperparameters or {})
-    lo, hi = surface.bounds()
-    grad = surface.grad
-    points = np.empty((steps + 1, 2))
-    w = np.array(start, dtype=np.float64).reshape(2)
-    points[0] = w
-    state: dict = {}
-    stopped = None
+    (x_lo, y_lo), (x_hi, y_hi) = (corner.tolist() for corner in surface.bounds())
+
+    def outside(w) -> bool:
+        x, y = w.tolist()  # Python floats: the fastest comparisons
+        return not (x_lo <= x <= x_hi and y_lo <= y <= y_hi)  # also true for nan
+
+    start = np.array(start, dtype=np.float64).reshape(2)
+    run = follow_rule(rule, start, surface.grad, steps, hyperparameters=hyperparameters,
+                      stop=outside)
     with np.errstate(all="ignore"):
-        for t in range(1, steps + 1):
-            result = rule(w, grad(w), state, **hyperparameters)
-            if not (type(result) is tuple and len(result) == 2 and isinstance(result[1], dict)):
-                raise RuleError(f"`{function_name(rule)}` must return (w_next, state) with "
-                                 f"state a dict; got {type(result).__name__}")
-            w, state = result
-            w = np.asarray(w, dtype=np.float64)
-            if w.shape != (2,):
-                raise RuleError(f"`{function_name(rule)}` returned w of shape {w.shape} for "
-                                 f"w of shape (2,)")
-            x, y = w
-            if not (lo[0] <= x <= hi[0] and lo[1] <= y <= hi[1]):  # also catches nan
-                stopped = t
-                break
-            points[t] = w
-        points = points[:steps + 1 if stopped is None else stopped]
-        losses = surface.f(points) - surface.floor
+        losses = surface.f(run.points) - surface.floor
     message = None
-    if stopped is not None:
-        finite = bool(np.all(np.isfinite(w)))
+    if run.stopped_at is not None:
+        finite = bool(np.all(np.isfinite(run.stopped_point)))
         verb = "left the view" if surface.unbounded and finite else "diverged"
-        message = f"{name} {verb} at step {stopped}"
-    return Run(name, points, losses, stopped, message)
+        message = f"{name} {verb} at step {run.stopped_at}"
+    return Run(name, run.points, losses, run.stopped_at, message)
 
 
 def run_optimizers(optimizers: Optimizers, surface: Surface, start, steps: int, *,
@@ -241,10 +221,8 @@ def run_optimizers(optimizers: Optimizers, surface: Surface, start, steps: int, 
         else:
             try:
                 run, message = attempt(run_rule, rule, surface, start, steps, hp, name=name)
-            except RuleError as exc:
-                run, message = None, str(exc)
             except Exception as exc:  # noqa: BLE001 - a learner's bug is shown, not raised
-                run, message = None, f"`{function_name(rule)}` raised {type(exc).__name__}: {exc}"
+                run, message = None, explain(exc, function_name(rule))
             if run is not None and key is not None:
                 if len(cache) >= 256:
                     cache.clear()
@@ -295,7 +273,7 @@ def plot_trajectories(ax, runs: Mapping[str, Run], colors: Mapping[str, str] | N
     """
     artists = []
     for i, (name, run) in enumerate(runs.items()):
-        color = (colors or {}).get(name, _PALETTE[i % len(_PALETTE)])
+        color = (colors or {}).get(name, plotting.color_at(i))
         artists += ax.plot(run.points[:, 0], run.points[:, 1], color=color, lw=1.4,
                            marker="." if markers and len(run.points) <= 120 else None,
                            ms=3, label=name)
@@ -319,7 +297,7 @@ def plot_losses(ax, runs: Mapping[str, Run], colors: Mapping[str, str] | None = 
     artists = []
     lo, hi = np.inf, -np.inf
     for i, (name, run) in enumerate(runs.items()):
-        color = (colors or {}).get(name, _PALETTE[i % len(_PALETTE)])
+        color = (colors or {}).get(name, plotting.color_at(i))
         losses = np.maximum(run.losses, LOSS_FLOOR)
         finite = losses[np.isfinite(losses)]
         if finite.size:
@@ -359,7 +337,12 @@ class ConvergenceExplorer(FigureWidget):
 
     Controls: the objective, which optimizers to show, ``lr`` (log scale), ``momentum``,
     ``beta1`` and ``beta2`` (passed as ``betas``), the number of steps and the start point.
-    A slider's value goes only to the rules whose signature has that keyword.
+    A slider's value goes only to the rules whose signature has that keyword. Choosing an
+    objective moves the start point to its own, with one redraw.
+
+    The contours are drawn once per objective and kept as the blitted background of
+    :class:`dlopt.kit.figure_widget.FigureWidget`; each redraw draws only the trajectories,
+    the messages and the loss plot over them.
 
     Parameters
     ----------
@@ -386,6 +369,7 @@ class ConvergenceExplorer(FigureWidget):
     figsize = (9.0, 3.6)
     layout = (1, 2)
     dpi = 72
+    margins = {"left": 0.07, "right": 0.985, "bottom": 0.13, "top": 0.91, "wspace": 0.22}
     #: Grid points per side of the contour plot.
     grid_size = 120
 
@@ -396,15 +380,12 @@ class ConvergenceExplorer(FigureWidget):
         self.surfaces = _as_surfaces(surfaces)
         if not self.surfaces:
             raise ValueError("at least one surface is needed")
-        self.colors = {name: _PALETTE[i % len(_PALETTE)]
-                       for i, name in enumerate(self.optimizers)}
+        self.colors = {name: plotting.color_at(i) for i, name in enumerate(self.optimizers)}
         self.runs: dict[str, Run] = {}
         self._cache: dict = {}
-        self._holding = False
-        self._fig = self._axes = None
         self._drawn_surface = None
+        self._drawn_steps = None
         self._dynamic: list = []
-        self._background = None
         self._loss_artists: list = []
         first = next(iter(self.surfaces.values()))
         names = list(self.optimizers)
@@ -426,61 +407,29 @@ class ConvergenceExplorer(FigureWidget):
         self.x0 = W.FloatSlider(description="start x", readout_format=".2f", **slider)
         self.y0 = W.FloatSlider(description="start y", readout_format=".2f", **slider)
         self._set_start_sliders(first)
-        # Registered before FigureWidget's own observers, so it runs first: the start point
-        # moves to the new surface's, without a redraw of its own, then one redraw follows.
-        self.surface.observe(self._on_surface, names="value")
         super().__init__([self.surface, self.select, self.lr, self.momentum, self.beta1,
                           self.beta2, self.steps, self.x0, self.y0])
         self.children[0].layout.flex_flow = "row wrap"
         self.redraw()
 
     # -- controls --------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def hold(self):
-        """Change several controls with one redraw at the end (none inside the block)."""
-        was, self._holding = self._holding, True
-        try:
-            yield self
-        finally:
-            self._holding = was
-        if not was:
-            self.redraw()
-
     def _set_start_sliders(self, surface: Surface) -> None:
-        was, self._holding = self._holding, True
-        try:
-            for control, (lo, hi), value in ((self.x0, surface.xlim, surface.start[0]),
-                                             (self.y0, surface.ylim, surface.start[1])):
-                control.min, control.max = -1e9, 1e9  # any order of the next three works
-                control.step = (hi - lo) / 400
-                control.min, control.max = lo, hi
-                control.value = value
-        finally:
-            self._holding = was
+        for control, (lo, hi), value in ((self.x0, surface.xlim, surface.start[0]),
+                                         (self.y0, surface.ylim, surface.start[1])):
+            control.min, control.max = -1e9, 1e9  # any order of the next three works
+            control.step = (hi - lo) / 400
+            control.min, control.max = lo, hi
+            control.value = value
 
-    def _on_surface(self, change) -> None:
-        self._set_start_sliders(self.surfaces[change["new"]])
+    def react(self, change) -> None:
+        """A new objective starts from its own start point (in the same redraw)."""
+        if change["owner"] is self.surface:
+            self._set_start_sliders(self.surfaces[change["new"]])
 
     @property
     def current_surface(self) -> Surface:
+        """The objective chosen in the dropdown."""
         return self.surfaces[self.surface.value]
-
-    # -- drawing ---------------------------------------------------------------------------
-    def _figure(self):
-        if self._fig is None:
-            # Not plotting.new_figure: its constrained layout costs about as much as the
-            # drawing itself on every redraw; fixed margins suit this one layout.
-            fig = Figure(figsize=self.figsize, dpi=self.dpi)
-            FigureCanvasAgg(fig)
-            self._axes = fig.subplots(*self.layout, gridspec_kw={
-                "left": 0.07, "right": 0.985, "bottom": 0.13, "top": 0.91, "wspace": 0.22})
-            self._fig = fig
-            ax_loss = self._axes[1]
-            ax_loss.set_yscale("log")
-            ax_loss.yaxis.set_minor_locator(NullLocator())  # fewer ticks to lay out
-            ax_loss.grid(alpha=0.3)
-            ax_loss.set_animated(True)  # drawn over the cached background, see png()
-        return self._fig, self._axes
 
     def compute(self) -> tuple[dict[str, Run], list[str]]:
         """The runs for the current control values (selected optimizers only)."""
@@ -489,71 +438,55 @@ class ConvergenceExplorer(FigureWidget):
                               self.steps.value, lr=self.lr.value, momentum=self.momentum.value,
                               betas=(self.beta1.value, self.beta2.value), cache=self._cache)
 
-    def draw(self, fig, axes) -> list[str]:
-        surface = self.current_surface
+    # -- drawing ---------------------------------------------------------------------------
+    def _make_figure(self):
+        super()._make_figure()
+        ax_loss = self.axes[1]
+        ax_loss.set_yscale("log")
+        ax_loss.yaxis.set_minor_locator(NullLocator())  # fewer ticks to lay out
+        ax_loss.grid(alpha=0.3)
+        # Drawn over the background at every redraw: the y axis (its range follows the data),
+        # the title; the lines and the legend are marked in draw(). The frame and the x axis
+        # stay in the background until the number of steps changes.
+        ax_loss.yaxis.set_animated(True)
+        ax_loss.title.set_animated(True)
+
+    def prepare(self, axes) -> None:
+        """Keep the contours (drawn again only for a new objective) and the loss axes (clearing
+        them rebuilds every tick: slow); remove the lines of the previous redraw."""
         ax_map, ax_loss = axes
-        runs, messages = self.compute()
-        self.runs = runs
+        surface = self.current_surface
         if self._drawn_surface is not surface:
             ax_map.cla()
             plot_surface(ax_map, surface, n=self.grid_size)
             self._drawn_surface = surface
             self._dynamic = []  # cleared with the axes
-            self._background = None
+            self.invalidate()
+        if self._drawn_steps != self.steps.value:
+            ax_loss.set_xlim(0, self.steps.value)
+            self._drawn_steps = self.steps.value
+            self.invalidate()
         for artist in self._dynamic + self._loss_artists:
             artist.remove()
+        self._dynamic, self._loss_artists = [], []
+
+    def draw(self, fig, axes) -> list[str]:
+        surface = self.current_surface
+        ax_map, ax_loss = axes
+        runs, messages = self.compute()
+        self.runs = runs
         self._dynamic = plot_trajectories(ax_map, runs, self.colors)
-        # The loss axes are kept (clearing them rebuilds every tick: slow); only lines change.
         floor = surface.floor
         self._loss_artists = plot_losses(
             ax_loss, runs, self.colors,
             ylabel="f(w) − f*" if surface.minimum is not None
             else f"f(w) {'+' if floor < 0 else '−'} {abs(floor):g}")
-        ax_loss.set_xlim(0, self.steps.value)
         ax_loss.set_title(f"{self.steps.value} steps, lr = {self.lr.value:.3g}")
         if runs:
             self._loss_artists.append(ax_loss.legend(loc="upper right", fontsize=8))
-        if messages:
-            self._dynamic.append(ax_map.text(
-                0.02, 0.02, "\n".join(messages), transform=ax_map.transAxes, va="bottom",
-                ha="left", fontsize=8, color="tab:red",
-                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "tab:red"}))
-        for artist in self._dynamic:
+        text = plotting.show_messages(ax_map, messages, corner="lower left")
+        if text is not None:
+            self._dynamic.append(text)
+        for artist in self._dynamic + self._loss_artists:
             artist.set_animated(True)
         return messages
-
-    def png(self) -> bytes:
-        """The figure as PNG bytes, drawn by blitting and encoded fast.
-
-        What changes from one redraw to the next (trajectories, messages, the whole loss plot)
-        is *animated*: a full draw skips it. The rest (contours, axes of the map) is drawn
-        once per surface and kept as a pixel background; each redraw restores it and draws
-        only the animated artists over it. The PNG is RGB with light compression.
-        """
-        fig = self.figure
-        canvas = fig.canvas
-        ax_map, ax_loss = self._axes
-        if self._background is None:
-            canvas.draw()
-            self._background = canvas.copy_from_bbox(fig.bbox)
-        else:
-            canvas.restore_region(self._background)
-        for artist in self._dynamic:
-            ax_map.draw_artist(artist)
-        fig.draw_artist(ax_loss)
-        rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
-        buffer = io.BytesIO()
-        PIL.Image.fromarray(rgb).save(buffer, format="png", compress_level=1)
-        return buffer.getvalue()
-
-    def redraw(self) -> None:
-        """Recompute the runs and redraw, reusing one figure and the cached contours."""
-        if self._holding:
-            return
-        fig, axes = self._figure()
-        self.messages = self.draw(fig, axes)
-        self.figure = fig
-        self.redraw_count += 1
-        self.image.value = self.png()
-        self.message.value = "<br>".join(
-            f"<span style='color:#b00'>{html.escape(m)}</span>" for m in self.messages)

@@ -1,6 +1,6 @@
-"""Full-batch, stochastic and mini-batch gradient descent on a least-squares problem.
+"""Lesson 03: full-batch, stochastic and mini-batch gradient descent on a least-squares problem.
 
-Lesson 03's experiments: the learner's ``minibatch_gradient(w, X, Y, idx)`` and update rules
+The learner's ``minibatch_gradient(w, X, Y, idx)`` and update rules
 (``w_next, state = rule(w, dw, state, **hyperparameters)``) are passed in; this module only
 samples the examples, runs the loop, evaluates and times. GD, SGD and mini-batch SGD differ
 in one thing only, which examples ``idx`` holds: all of them, one, or a batch.
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlopt.kit import timing
+from dlopt.kit import plotting, timing
 from dlopt.kit.data import load_digits_split
 
 __all__ = [
@@ -292,8 +292,7 @@ def plot_noise(ax, batch_sizes: Sequence[int], noise: np.ndarray, n_examples: in
 
 def plot_histories(ax, histories: Mapping[str, History], *, x: str = "epochs",
                    seconds_per_step: Mapping[str, float] | None = None, floor: float = 0.0,
-                   colors: Sequence[str] = ("tab:blue", "tab:orange", "tab:green", "tab:red",
-                                            "tab:purple", "tab:brown")) -> None:
+                   colors: Sequence[str] = plotting.PALETTE) -> None:
     """Training loss minus ``floor`` (log scale) against epochs, steps or seconds.
 
     Parameters

@@ -1,21 +1,25 @@
-"""Experiments of lesson 04 with the learner's adaptive update rules and schedules.
+"""Lesson 04: experiments with the learner's adaptive update rules and schedules.
 
 Nothing here implements an optimizer or a schedule: every function takes the learner's
 update rule (``w_next, state = rule(w, dw, state, **hyperparameters)``) or a list of learning
-rates, and only drives it, records what it does, and measures. Gradients come from
-:mod:`dlopt.kit.objectives` or from torch autograd (for the digits model, whose backpropagation
-is lesson 02's exercise).
+rates, and only drives it (with the course's one update-rule loop,
+:func:`dlopt.kit.trajectory.follow_rule`), records what it does, and measures. Gradients come
+from :mod:`dlopt.kit.objectives` or from torch autograd (for the digits model, whose
+backpropagation is lesson 02's exercise).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from dlopt.kit.threads import single_threaded
+from dlopt.kit import plotting
+from dlopt.kit.learner import attempt_each
+from dlopt.kit.objectives import analytic_gradient, quadratic, quadratic_grad
+from dlopt.kit.threads import cpu_threads
+from dlopt.kit.trajectory import follow_rule, not_finite
 
 __all__ = [
     "AccumulatorRun",
@@ -23,7 +27,6 @@ __all__ = [
     "DecayComparison",
     "DigitsRun",
     "NO_BIAS_CORRECTION_STEP",
-    "Run",
     "accumulator_runs",
     "bias_correction_steps",
     "decay_comparison",
@@ -32,82 +35,8 @@ __all__ = [
     "plot_decay_comparison",
     "plot_digits_runs",
     "plot_runs_on_contours",
-    "run_rule",
     "train_digits",
 ]
-
-
-@dataclass(frozen=True)
-class Run:
-    """One run of an update rule.
-
-    Attributes
-    ----------
-    points : ndarray, shape (n_steps + 1, *w0.shape)
-        The start and the parameters after each step.
-    states : list of dict
-        The state after each step (copies), when asked for; else empty.
-    """
-
-    points: np.ndarray
-    states: list
-
-
-def run_rule(rule: Callable, w0, gradient: Callable, lrs: Sequence[float], *,
-             state: dict | None = None, noise: float = 0.0, seed: int = 0,
-             keep_states: bool = False, **hyperparameters) -> Run:
-    """Run an update rule with one learning rate per step.
-
-    Step ``t`` (1-based) computes ``dw = gradient(w) + noise * N(0, 1)`` and calls
-    ``w, state = rule(w, dw, state, lr=lrs[t - 1], **hyperparameters)``: the learning rate of
-    the first update is ``lrs[0]``, as with a torch scheduler stepped after each
-    ``optimizer.step()``.
-
-    Parameters
-    ----------
-    rule : callable
-        The learner's update rule.
-    w0 : array_like
-        Start (not modified).
-    gradient : callable
-        ``gradient(w) -> dw`` of ``w``'s shape, e.g. :func:`dlopt.kit.objectives.rosenbrock_grad`.
-    lrs : sequence of float, length n_steps
-        Learning rate of each step.
-    state : dict, optional
-        Starting state (copied); empty by default.
-    noise : float
-        Standard deviation of Gaussian noise added to every gradient entry (mimics
-        mini-batches); drawn from ``numpy.random.default_rng(seed)``.
-    seed : int
-    keep_states : bool
-        Record a copy of the state after every step.
-    **hyperparameters
-        Passed to every call (``betas``, ``weight_decay``, ...).
-
-    Returns
-    -------
-    Run
-        Stops early (shorter ``points``) when ``w`` becomes non-finite.
-    """
-    w = np.array(w0, dtype=np.float64)
-    lrs = np.asarray(lrs, dtype=np.float64).reshape(-1)
-    rng = np.random.default_rng(seed)
-    noises = rng.normal(size=(lrs.size, *w.shape)) * noise if noise else None
-    state = copy.deepcopy(state) if state else {}
-    points, states = [w.copy()], []
-    with np.errstate(all="ignore"):
-        for t, lr in enumerate(lrs):
-            dw = np.asarray(gradient(w), dtype=np.float64)
-            if noises is not None:
-                dw = dw + noises[t]
-            w, state = rule(w, dw, state, lr=float(lr), **hyperparameters)
-            w = np.asarray(w, dtype=np.float64)
-            if not np.all(np.isfinite(w)):
-                break
-            points.append(w.copy())
-            if keep_states:
-                states.append(copy.deepcopy(state))
-    return Run(np.stack(points), states)
 
 
 # --- bias correction ---------------------------------------------------------------------------
@@ -152,20 +81,20 @@ def bias_correction_steps(adam_step: Callable, n_steps: int = 30, *, slope: floa
     -------
     BiasCorrection
     """
-    rng = np.random.default_rng(seed)
-    grads = slope + noise * rng.normal(size=n_steps)
     mean_g, mean_g2 = slope, slope**2 + noise**2
 
     def run(state):
-        w = np.zeros(1)
-        sizes, m, v = [], [], []
-        for g in grads:
-            w_next, state = adam_step(w, np.array([g]), state, lr=lr, betas=tuple(betas))
-            sizes.append(abs(float(np.asarray(w_next).reshape(-1)[0] - w[0])) / lr)
-            m.append(float(np.asarray(state["exp_avg"]).reshape(-1)[0]) / mean_g)
-            v.append(float(np.asarray(state["exp_avg_sq"]).reshape(-1)[0]) / mean_g2)
-            w = np.asarray(w_next, dtype=np.float64).reshape(1)
-        return np.array(sizes), np.array(m), np.array(v)
+        # the same seed, so the same noisy gradients slope + noise * N(0, 1), for both runs
+        trajectory = follow_rule(adam_step, np.zeros(1), lambda w: np.full(1, slope),
+                                 lrs=np.full(n_steps, lr), state=state,
+                                 hyperparameters={"betas": tuple(betas)}, noise=noise,
+                                 seed=seed, keep_states=True)
+        sizes = np.abs(np.diff(trajectory.points[:, 0])) / lr
+        m = [float(np.asarray(s["exp_avg"]).reshape(-1)[0]) / mean_g
+             for s in trajectory.states]
+        v = [float(np.asarray(s["exp_avg_sq"]).reshape(-1)[0]) / mean_g2
+             for s in trajectory.states]
+        return sizes, np.array(m), np.array(v)
 
     corrected, m, v = run({})
     off = {"step": NO_BIAS_CORRECTION_STEP, "exp_avg": np.zeros(1), "exp_avg_sq": np.zeros(1)}
@@ -239,29 +168,24 @@ def accumulator_runs(rules: dict, objective: Callable, w0, *, lr: float, steps: 
     messages : list of str
         ``"RMSprop: implement `rmsprop_step` first"`` for rules that could not run.
     """
-    from dlopt.kit.learner import attempt
-    from dlopt.kit.objectives import analytic_gradient
-
     kwargs = objective_kwargs or {}
     gradient = analytic_gradient(objective)
-    runs, messages = {}, []
-    for name, (rule, key) in rules.items():
-        run, message = attempt(run_rule, rule, w0, lambda w: gradient(w, **kwargs),
-                               np.full(steps, lr), keep_states=True)
-        if message:
-            messages.append(f"{name}: {message}")
-            continue
+    def experiment(rule_and_key) -> AccumulatorRun:
+        rule, key = rule_and_key
+        run = follow_rule(rule, w0, lambda w: gradient(w, **kwargs), lrs=np.full(steps, lr),
+                          keep_states=True, stop=not_finite)
         accumulators = np.array([np.asarray(s[key], dtype=float) for s in run.states])
         with np.errstate(divide="ignore"):
             effective = lr / np.sqrt(accumulators)
-        runs[name] = AccumulatorRun(np.asarray(objective(run.points, **kwargs)), effective)
-    return runs, messages
+        return AccumulatorRun(np.asarray(objective(run.points, **kwargs)), effective)
+
+    return attempt_each(rules, experiment)
 
 
 def plot_accumulator_runs(ax_loss, ax_lr, runs: dict) -> None:
     """Left: the objective against the step. Right: each coordinate's effective rate."""
     for i, (name, run) in enumerate(runs.items()):
-        color = f"C{i}"
+        color = plotting.color_at(i)
         ax_loss.loglog(np.arange(1, len(run.losses) + 1), run.losses, color=color, label=name)
         t = np.arange(1, len(run.effective_lr) + 1)
         for j, style in zip(range(run.effective_lr.shape[1]), ("-", "--", ":", "-."),
@@ -318,19 +242,13 @@ def decay_comparison(adam_step: Callable, adamw_step: Callable, H, b, *, weight_
     """
     from scipy.optimize import minimize
 
-    from dlopt.kit.learner import attempt
-    from dlopt.kit.objectives import quadratic, quadratic_grad
-
     H = np.asarray(H, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    runs, messages = {}, []
-    for name, rule in (("Adam + L2", adam_step), ("AdamW", adamw_step)):
-        run, message = attempt(run_rule, rule, start, lambda w: quadratic_grad(w, H, b),
-                               np.full(steps, lr), weight_decay=weight_decay)
-        if message:
-            messages.append(f"{name}: {message}")
-        else:
-            runs[name] = run.points
+    runs, messages = attempt_each(
+        {"Adam + L2": adam_step, "AdamW": adamw_step},
+        lambda rule: follow_rule(rule, start, lambda w: quadratic_grad(w, H, b),
+                                 lrs=np.full(steps, lr), stop=not_finite,
+                                 hyperparameters={"weight_decay": weight_decay}).points)
 
     def minimum(penalty: float, bounds=None):
         result = minimize(lambda w: float(quadratic(w, H, b)) + penalty / 2 * w @ w,
@@ -347,8 +265,6 @@ def decay_comparison(adam_step: Callable, adamw_step: Callable, H, b, *, weight_
 def plot_decay_comparison(ax_map, ax_dist, result: DecayComparison, H, b, *, xlim=(-1.5, 3.0),
                           ylim=(-1.5, 4.5)) -> None:
     """Left: both trajectories on the contours of f. Right: distance to the L2 minimum."""
-    from dlopt.kit.objectives import quadratic
-
     H = np.asarray(H, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     plot_runs_on_contours(ax_map, lambda p: quadratic(p, H, b), result.runs, xlim=xlim,
@@ -470,7 +386,7 @@ def train_digits(rule: Callable, lrs: Sequence[float], digits, *, hidden: int = 
 
     states: list[dict] = [{} for _ in params]
     losses = []
-    with single_threaded():  # tiny matrices: threads only add overhead (a lot, on a busy CPU)
+    with cpu_threads(1):  # tiny matrices: threads only add overhead (a lot, on a busy CPU)
         for lr in lrs:
             params = _digits_step(rule, params, states, lr, X, y, batch_size, generator,
                                   logits, losses, hyperparameters)

@@ -1,8 +1,9 @@
-"""The schedule explorer: a learner's learning-rate schedule, its curve, and what it does to a run.
+"""Lesson 04: the schedule explorer, a learning-rate schedule's curve and what it does to a run.
 
 Computation (:func:`schedule_parameters`, :func:`schedule_values`, :func:`schedule_run`) and
-plotting (:func:`plot_schedules`, :func:`plot_losses`) are separate from the widget
-(:class:`ScheduleExplorer`), which only wires sliders to them; all of it tests headless.
+plotting (:func:`plot_schedules`, :func:`plot_run_losses`) are separate from the widget
+(:class:`ScheduleExplorer`), which only wires sliders to them; all of it tests headless. Runs
+take the course's one update-rule loop, :func:`dlopt.kit.trajectory.follow_rule`.
 
 A schedule is the learner's function of the step, ``lr = schedule(step, *, lr0, ...)``, with
 ``step`` an int or an integer array (lesson 04). Its keyword parameters (``lr0``,
@@ -13,25 +14,22 @@ still raising ``NotImplementedError`` is reported as "implement `cosine_lr` firs
 
 from __future__ import annotations
 
-import html
 import inspect
-import io
 from collections.abc import Callable, Mapping, Sequence
 
 import ipywidgets as W
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from dlopt.kit import plotting
 from dlopt.kit.figure_widget import FigureWidget
-from dlopt.kit.learner import function_name
+from dlopt.kit.learner import explain, function_name
 from dlopt.kit.objectives import analytic_gradient, quadratic
+from dlopt.kit.trajectory import follow_rule, not_finite
 
 __all__ = [
     "DEFAULTS",
     "ScheduleExplorer",
-    "plot_losses",
+    "plot_run_losses",
     "plot_schedules",
     "schedule_parameters",
     "schedule_run",
@@ -84,23 +82,24 @@ def schedule_values(schedule: Callable, steps, **params) -> tuple[np.ndarray | N
     message : str or None
         ``"implement `cosine_lr` first"``, or what went wrong; None on success.
     """
-    name = function_name(schedule)
     steps = np.asarray(steps, dtype=np.int64)
+
+    def evaluate():
+        try:
+            values = np.asarray(schedule(steps.copy(), **params), dtype=np.float64)
+            if values.shape != steps.shape:
+                raise ValueError(f"returned shape {values.shape} for steps {steps.shape}")
+        except NotImplementedError:
+            raise
+        except Exception:  # noqa: BLE001 - maybe written for one int at a time
+            values = np.array([float(schedule(int(t), **params)) for t in steps])
+        return values
+
     try:
         with np.errstate(all="ignore"):
-            try:
-                values = np.asarray(schedule(steps.copy(), **params), dtype=np.float64)
-                if values.shape != steps.shape:
-                    raise ValueError(f"returned shape {values.shape} for steps {steps.shape}")
-            except NotImplementedError:
-                raise
-            except Exception:  # noqa: BLE001 - maybe written for one int at a time
-                values = np.array([float(schedule(int(t), **params)) for t in steps])
-    except NotImplementedError:
-        return None, f"implement `{name}` first"
+            return evaluate(), None
     except Exception as exc:  # noqa: BLE001 - a learner's bug is shown, not raised
-        return None, f"`{name}` raised {type(exc).__name__}: {exc}"
-    return values, None
+        return None, explain(exc, function_name(schedule))
 
 
 def schedule_run(rule: Callable, lrs, *, objective: Callable = quadratic,
@@ -132,31 +131,19 @@ def schedule_run(rule: Callable, lrs, *, objective: Callable = quadratic,
     message : str or None
         ``"implement `adam_step` first"``, a divergence note, or None.
     """
-    name = function_name(rule)
     if objective_kwargs is None:
         objective_kwargs = BOWL if objective is quadratic else {}
     gradient = analytic_gradient(objective)
-    lrs = np.asarray(lrs, dtype=np.float64).reshape(-1)
-    w = np.array(start, dtype=np.float64)
-    noises = np.random.default_rng(seed).normal(size=(lrs.size, *w.shape)) * noise
-    points = [w]
-    state: dict = {}
-    message = None
     try:
-        with np.errstate(all="ignore"):
-            for t, lr in enumerate(lrs):
-                dw = gradient(w, **objective_kwargs) + noises[t]
-                w, state = rule(w, dw, state, lr=float(lr), **hyperparameters)
-                w = np.asarray(w, dtype=np.float64).reshape(points[0].shape)
-                if not np.all(np.isfinite(w)):
-                    message = f"{name} diverged at step {t + 1}"
-                    break
-                points.append(w)
-    except NotImplementedError:
-        return None, f"implement `{name}` first"
+        run = follow_rule(rule, start, lambda w: gradient(w, **objective_kwargs), lrs=lrs,
+                          hyperparameters=hyperparameters, noise=noise, seed=seed,
+                          stop=not_finite)
     except Exception as exc:  # noqa: BLE001 - a learner's bug is shown, not raised
-        return None, f"`{name}` raised {type(exc).__name__}: {exc}"
-    return np.asarray(objective(np.stack(points), **objective_kwargs), dtype=float), message
+        return None, explain(exc, function_name(rule))
+    message = None
+    if run.stopped_at is not None:
+        message = f"{function_name(rule)} diverged at step {run.stopped_at}"
+    return np.asarray(objective(run.points, **objective_kwargs), dtype=float), message
 
 
 def plot_schedules(ax, steps, curves: Mapping[str, np.ndarray], *, title: str = "",
@@ -195,16 +182,31 @@ def plot_schedules(ax, steps, curves: Mapping[str, np.ndarray], *, title: str = 
     plotting.show_messages(ax, messages)
 
 
-def plot_losses(ax, losses: Mapping[str, np.ndarray], *, title: str = "",
-                messages: Sequence[str] = (), styles: Mapping[str, dict] | None = None) -> None:
+def plot_run_losses(ax, losses: Mapping[str, np.ndarray], *, title: str = "",
+                    messages: Sequence[str] = (),
+                    styles: Mapping[str, dict] | None = None) -> None:
     """Loss against the step on a log scale, one line per run; the legend gives the final loss
-    (the mean over the last 10 % of the steps, which smooths the noise)."""
+    (the mean over the last 10 % of the steps, which smooths the noise).
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    losses : mapping of str to ndarray of shape (k + 1,)
+        Label -> the loss at the start and after each step (:func:`schedule_run`).
+    title : str
+    messages : sequence of str
+        Shown in the corner (runs that could not be made).
+    styles : mapping of str to dict, optional
+        Extra ``ax.plot`` keywords per run.
+    """
     styles = styles or {}
     for label, values in losses.items():
         values = np.maximum(np.asarray(values, dtype=float), 1e-16)
         tail = values[-max(1, len(values) // 10):]
-        ax.semilogy(np.arange(len(values)), values, lw=1.2,
-                    label=f"{label}: final {tail.mean():.2g}", **styles.get(label, {}))
+        ax.plot(np.arange(len(values)), values, lw=1.2,
+                label=f"{label}: final {tail.mean():.2g}", **styles.get(label, {}))
+    if ax.get_yscale() != "log":  # setting it again would rebuild the ticks
+        ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("f(w)")
     ax.set_title(title)
@@ -251,6 +253,7 @@ class ScheduleExplorer(FigureWidget):
     figsize = (9.0, 3.4)
     layout = (1, 2)
     dpi = 72
+    margins = {"left": 0.085, "right": 0.99, "bottom": 0.14, "top": 0.91, "wspace": 0.25}
 
     def __init__(self, schedules: Mapping[str, Callable], update_rule: Callable | None = None,
                  *, hyperparameters: Mapping | None = None, objective: Callable = quadratic,
@@ -270,6 +273,9 @@ class ScheduleExplorer(FigureWidget):
         self.values: np.ndarray | None = None
         self.losses: dict[str, np.ndarray] = {}
         values = {**DEFAULTS, **initial}
+        first = next(iter(self.schedules))
+        if "gamma" not in initial:  # a schedule starts from its own sensible gamma
+            values["gamma"] = _GAMMA_FOR.get(first, values["gamma"])
         style = {"continuous_update": False, "style": {"description_width": "80px"}}
         self.schedule = W.Dropdown(options=list(self.schedules), description="schedule",
                                    style=style["style"])
@@ -294,49 +300,16 @@ class ScheduleExplorer(FigureWidget):
         }
         self.noise = W.FloatSlider(value=noise, min=0.0, max=5.0, step=0.1,
                                    description="gradient noise", **style)
-        self._holding = False
-        self._fig = self._axes = None
-        # Registered before FigureWidget's observers: the schedule's own gamma is set first,
-        # then one redraw follows.
-        self.schedule.observe(self._on_schedule, names="value")
         super().__init__([self.schedule, *self.sliders.values(), self.noise])
         self.children[0].layout.flex_flow = "row wrap"
-        if "gamma" not in initial:
-            self._on_schedule({"new": self.schedule.value})
         self.redraw()
 
     # -- controls ----------------------------------------------------------------------------
-    def _on_schedule(self, change) -> None:
-        """A new schedule starts from its own sensible gamma (0.5 for steps, 0.98 per step)."""
-        name = change["new"]
-        if name in _GAMMA_FOR:
-            self._holding = True
-            try:
-                self.sliders["gamma"].value = _GAMMA_FOR[name]
-            finally:
-                self._holding = False
-
-    def redraw(self) -> None:
-        """Redraw into one figure, reused from redraw to redraw."""
-        if self._holding:
-            return
-        if self._fig is None:
-            # Fixed margins instead of a layout engine: computing a layout costs a draw.
-            self._fig = Figure(figsize=self.figsize, dpi=self.dpi)
-            FigureCanvasAgg(self._fig)
-            self._axes = self._fig.subplots(*self.layout)
-            self._fig.subplots_adjust(left=0.085, right=0.99, bottom=0.14, top=0.91,
-                                      wspace=0.25)
-        else:
-            for ax in self._axes:
-                ax.cla()
-        fig = self._fig
-        self.messages = self.draw(fig, self._axes)
-        self.figure = fig
-        self.redraw_count += 1
-        self.image.value = _png(fig)
-        self.message.value = "<br>".join(
-            f"<span style='color:#b00'>{html.escape(m)}</span>" for m in self.messages)
+    def react(self, change) -> None:
+        """A new schedule starts from its own sensible gamma (0.5 for steps, 0.98 per step),
+        in the same redraw."""
+        if change["owner"] is self.schedule and change["new"] in _GAMMA_FOR:
+            self.sliders["gamma"].value = _GAMMA_FOR[change["new"]]
 
     @property
     def current(self) -> Callable:
@@ -357,6 +330,18 @@ class ScheduleExplorer(FigureWidget):
                 for n in missing]
 
     # -- drawing -----------------------------------------------------------------------------
+    def prepare(self, axes) -> None:
+        """Remove the previous curves, legends and messages but keep the axes: clearing them
+        would build every tick again, which costs more than drawing the curves."""
+        for ax in axes:
+            for artist in [*ax.lines, *ax.texts]:
+                artist.remove()
+            if ax.legend_ is not None:
+                ax.legend_.remove()
+            ax.relim()  # the next curves set the limits afresh
+            ax.set_prop_cycle(None)  # and take the colors from the first one again
+        self.invalidate()
+
     def draw(self, fig, axes) -> list[str]:
         ax_lr, ax_loss = axes
         messages = self._show_sliders()
@@ -393,20 +378,10 @@ class ScheduleExplorer(FigureWidget):
             title = f"{rule}, gradient noise σ = {self.noise.value:.2g}"
         else:
             title = "no update rule given"
-        plot_losses(ax_loss, self.losses, title=title, styles=dashed, messages=run_messages)
+        plot_run_losses(ax_loss, self.losses, title=title, styles=dashed,
+                        messages=run_messages)
         plotting.show_messages(ax_lr, messages)
         return messages + run_messages
-
-
-def _png(fig) -> bytes:
-    """The figure as PNG bytes: one Agg draw, light compression (fast to encode)."""
-    from PIL import Image
-
-    fig.canvas.draw()
-    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="png", compress_level=1)
-    return buffer.getvalue()
 
 
 def _required(fn: Callable, name: str) -> bool:

@@ -1,9 +1,10 @@
-"""Overfitting on a few digits, and what L2, L1 and early stopping do about it (lesson 05).
+"""Lesson 05: overfitting on a few digits, and what L2, L1 and early stopping do about it.
 
-A one-hidden-layer ReLU network (64 -> 64 -> 10) is trained full-batch on 200 digits, a fifth of
-whose labels are wrong on purpose: the digits are so easy that a clean small set hardly
-overfits, while memorizing wrong labels is exactly what overfitting is. Torch computes the
-gradients (forward pass, cross-entropy, autograd); the learner's functions make every update:
+A one-hidden-layer ReLU network (64 -> 64 -> 10) is trained full-batch on 200 digits, about a
+fifth of whose labels are wrong on purpose (:func:`dlopt.kit.data.flip_labels`): the digits
+are so easy that a clean small set hardly overfits, while memorizing wrong labels is exactly
+what overfitting is. Torch computes the gradients (forward pass, cross-entropy, autograd); the
+learner's functions make every update:
 
 - ``penalty="L2"``: ``sgd_l2_step(w, dw, state, lr=lr, lam=lam)`` for each weight matrix;
 - ``penalty="L1"``: ``proximal_l1_step(w, dw, lr=lr, lam=lam)`` for each weight matrix;
@@ -26,10 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from dlopt.kit import plotting
-from dlopt.kit.data import load_digits_split
+from dlopt.kit.data import flip_labels, load_digits_split
 from dlopt.kit.figure_widget import FigureWidget
 from dlopt.kit.learner import attempt, function_name
-from dlopt.kit.threads import single_threaded
+from dlopt.kit.threads import cpu_threads
 from dlopt.lessons.l01_activations.vanishing import init_weight
 
 __all__ = [
@@ -37,12 +38,12 @@ __all__ = [
     "PENALTIES",
     "OverfitData",
     "OverfitExplorer",
-    "TrainingRun",
+    "PenaltyRun",
     "make_overfit_data",
     "plot_training_curves",
     "plot_weight_histogram",
     "stopping_summary",
-    "train",
+    "train_with_penalty",
 ]
 
 #: Penalties the lab knows, and the learner's function each one uses.
@@ -88,7 +89,8 @@ def make_overfit_data(n_train: int = 200, n_val: int = 200, label_noise: float =
         Validation examples, the first ``n_val`` of the held-out part; the remaining held-out
         examples (250 with the defaults) are the test set.
     label_noise : float
-        Probability that a training label is replaced by one of the 9 other classes.
+        Probability that a training label is replaced by one of the 9 other classes (each
+        label on its own: :func:`dlopt.kit.data.flip_labels` with ``exact=False``).
     seed : int
 
     Returns
@@ -99,16 +101,14 @@ def make_overfit_data(n_train: int = 200, n_val: int = 200, label_noise: float =
     if not 0 < n_train <= len(digits.y_train) or not 0 < n_val < len(digits.y_test):
         raise ValueError(f"n_train must be in 1..{len(digits.y_train)} and n_val in "
                          f"1..{len(digits.y_test) - 1}")
-    rng = np.random.default_rng(seed)
-    y = digits.y_train[:n_train].copy()
-    flip = rng.random(n_train) < label_noise
-    y[flip] = (y[flip] + rng.integers(1, 10, size=int(flip.sum()))) % 10
+    y, flipped = flip_labels(digits.y_train[:n_train], label_noise, seed, exact=False,
+                             n_classes=10)
     return OverfitData(digits.X_train[:n_train], y, digits.X_test[:n_val],
                        digits.y_test[:n_val], digits.X_test[n_val:], digits.y_test[n_val:],
-                       int(flip.sum()))
+                       int(flipped.sum()))
 
 
-class TrainingRun(NamedTuple):
+class PenaltyRun(NamedTuple):
     """One training run, measured after every epoch (index 0: after the first epoch).
 
     Attributes
@@ -146,8 +146,8 @@ def _updater(step: Callable, penalty: str, lr: float) -> Callable:
     return update
 
 
-def train(step: Callable, data: OverfitData, *, penalty: str = "L2", lam: float = 0.0,
-          hidden: int = 64, lr: float = 0.5, epochs: int = 300, seed: int = 0) -> TrainingRun:
+def train_with_penalty(step: Callable, data: OverfitData, *, penalty: str = "L2", lam: float = 0.0,
+          hidden: int = 64, lr: float = 0.5, epochs: int = 300, seed: int = 0) -> PenaltyRun:
     """Full-batch training of a 64 -> hidden -> 10 ReLU network with the learner's update.
 
     Parameters
@@ -170,18 +170,18 @@ def train(step: Callable, data: OverfitData, *, penalty: str = "L2", lam: float 
 
     Returns
     -------
-    TrainingRun
+    PenaltyRun
 
     Notes
     -----
     Torch runs on one thread during the call (the previous setting is restored afterwards).
     """
-    with single_threaded():
+    with cpu_threads(1):
         return _train(step, data, penalty=penalty, lam=lam, hidden=hidden, lr=lr,
                       epochs=epochs, seed=seed)
 
 
-def _train(step, data, *, penalty, lam, hidden, lr, epochs, seed) -> TrainingRun:
+def _train(step, data, *, penalty, lam, hidden, lr, epochs, seed) -> PenaltyRun:
     update = _updater(step, penalty, lr)
     X, Xv, Xt = (torch.as_tensor(a, dtype=torch.float64)
                  for a in (data.X_train, data.X_val, data.X_test))
@@ -213,16 +213,16 @@ def _train(step, data, *, penalty, lam, hidden, lr, epochs, seed) -> TrainingRun
             history["val"].append(F.cross_entropy(val_logits, yv).item())
             history["val_acc"].append((val_logits.argmax(1) == yv).double().mean().item())
             history["test_acc"].append((test_logits.argmax(1) == yt).double().mean().item())
-    return TrainingRun(penalty, float(lam), *(np.array(history[k]) for k in history),
+    return PenaltyRun(penalty, float(lam), *(np.array(history[k]) for k in history),
                        params[0].numpy().ravel().copy())
 
 
-def stopping_summary(run: TrainingRun, early_stopping: Callable, patience: int = 20):
+def stopping_summary(run: PenaltyRun, early_stopping: Callable, patience: int = 20):
     """Apply the learner's ``early_stopping`` to a run's validation losses.
 
     Parameters
     ----------
-    run : TrainingRun
+    run : PenaltyRun
     early_stopping : callable
         ``best_epoch, stop_epoch = early_stopping(val_losses, patience)``.
     patience : int
@@ -246,7 +246,7 @@ def stopping_summary(run: TrainingRun, early_stopping: Callable, patience: int =
             "test_accuracy": float(run.test_accuracy[best])}, None
 
 
-def plot_training_curves(ax, run: TrainingRun, baseline: TrainingRun | None = None,
+def plot_training_curves(ax, run: PenaltyRun, baseline: PenaltyRun | None = None,
                          stopping: dict | None = None) -> None:
     """Training and validation loss per epoch; a faint unregularized baseline; the stop marks."""
     epochs = np.arange(len(run.train_loss))
@@ -270,7 +270,7 @@ def plot_training_curves(ax, run: TrainingRun, baseline: TrainingRun | None = No
     ax.legend(fontsize=7)
 
 
-def plot_weight_histogram(ax, run: TrainingRun, baseline: TrainingRun | None = None) -> None:
+def plot_weight_histogram(ax, run: PenaltyRun, baseline: PenaltyRun | None = None) -> None:
     """Histogram of the first layer's weights, with the count of exact zeros."""
     values = [run.weights] if baseline is None else [baseline.weights, run.weights]
     limit = max(float(np.max(np.abs(v))) for v in values) or 1.0
@@ -297,7 +297,7 @@ class OverfitExplorer(FigureWidget):
     Parameters
     ----------
     sgd_l2_step, proximal_l1_step : callable
-        The learner's update functions (see :func:`train`).
+        The learner's update functions (see :func:`train_with_penalty`).
     early_stopping : callable, optional
         The learner's ``early_stopping``; its best and stop epochs are marked.
     data : OverfitData, optional
@@ -309,7 +309,7 @@ class OverfitExplorer(FigureWidget):
         The slider's values.
     patience : int
     epochs, hidden : int
-        Passed to :func:`train`.
+        Passed to :func:`train_with_penalty`.
     runs : dict, optional
         Runs made already with the same ``epochs``, ``hidden`` and ``data``, keyed by
         ``(penalty, lam)``: they are shown without training again.
@@ -341,8 +341,8 @@ class OverfitExplorer(FigureWidget):
         """The cached run for (penalty, lam), or a message if the learner's step is missing."""
         key = (penalty, float(lam))
         if key not in self.runs:
-            self.runs[key] = attempt(train, self.steps[penalty], self.data, penalty=penalty,
-                                     lam=lam, **self.train_kwargs)
+            self.runs[key] = attempt(train_with_penalty, self.steps[penalty], self.data,
+                                     penalty=penalty, lam=lam, **self.train_kwargs)
         return self.runs[key]
 
     def draw(self, fig, axes) -> list[str]:

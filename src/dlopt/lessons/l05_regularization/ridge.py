@@ -1,4 +1,4 @@
-"""Ridge regression in closed form, and lesson 05's experiment on choosing its lambda.
+"""Lesson 05: ridge regression in closed form, and the experiment on choosing its lambda.
 
 Ridge regression is given code in this course (no lesson grades it): lesson 05 uses it as the
 model whose regularization strength is chosen by k-fold cross-validation. The learner's

@@ -1,6 +1,6 @@
-"""L1 against L2 on a sparse regression problem: who gives exact zeros?
+"""Lesson 05: L1 against L2 on a sparse regression problem, who gives exact zeros?
 
-Lesson 05's experiment. The data loss is the least-squares loss
+The data loss is the least-squares loss
 ``1/(2n) ||X w - y||^2``, a quadratic ``1/2 w^T H w - b^T w + const`` with ``H = X^T X / n`` and
 ``b = X^T y / n``, so its gradient comes from :func:`dlopt.kit.objectives.quadratic_grad`. Every
 update is made by the learner's own functions:
@@ -11,7 +11,8 @@ update is made by the learner's own functions:
 - L2: ``sgd_l2_step(w, dw, state, lr=lr, lam=lam)``.
 
 The L1 problem is scikit-learn's Lasso (``Lasso(alpha=lam, fit_intercept=False)`` minimizes the
-same ``1/(2n) ||X w - y||^2 + lam ||w||_1``), which the experiment uses as a check.
+same ``1/(2n) ||X w - y||^2 + lam ||w||_1``): :func:`lasso_solution`, which the experiment
+uses as a check.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from dlopt.kit import plotting
-from dlopt.kit.learner import attempt
+from dlopt.kit.learner import attempt, attempt_each
 from dlopt.kit.objectives import quadratic_grad
 
 __all__ = [
@@ -30,7 +31,7 @@ __all__ = [
     "SparseProblem",
     "SparsityResult",
     "compare_sparsity",
-    "lasso_reference",
+    "lasso_solution",
     "make_sparse_regression",
     "plot_coefficients",
     "plot_shrinkage",
@@ -165,18 +166,16 @@ def compare_sparsity(proximal_l1_step: Callable, l1_subgradient: Callable,
                                                      lr=lr, lam=0.0)[0],
         "L2": lambda w, dw: sgd_l2_step(w, dw, {}, lr=lr, lam=lam_l2)[0],
     }
-    weights, zeros, messages = {}, {}, []
-    for name in METHODS:
-        result, message = attempt(_run, updates[name], w0, problem, steps)
-        if message is None:
-            weights[name], zeros[name] = result
-        else:
-            messages.append(f"{name}: {message}")
+    results, messages = attempt_each({name: updates[name] for name in METHODS},
+                                     lambda update: _run(update, w0, problem, steps))
+    weights = {name: result[0] for name, result in results.items()}
+    zeros = {name: result[1] for name, result in results.items()}
     return SparsityResult(weights, zeros, float(lr), messages)
 
 
-def lasso_reference(problem: SparseProblem, lam: float) -> np.ndarray:
-    """scikit-learn's Lasso solution of the same problem (coordinate descent, tight tolerance).
+def lasso_solution(problem: SparseProblem, lam: float) -> np.ndarray:
+    """The Lasso solution of the same problem, by scikit-learn (coordinate descent, tight
+    tolerance): what a proximal L1 method must reach.
 
     Returns
     -------

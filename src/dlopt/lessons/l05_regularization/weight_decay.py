@@ -1,16 +1,17 @@
-"""L2 regularization against weight decay, for SGD and for Adam (lesson 05).
+"""Lesson 05: L2 regularization against weight decay, for SGD and for Adam.
 
-The objective is a quadratic bowl from :mod:`dlopt.kit.objectives` whose curvature differs a lot
-between coordinates, so that Adam's per-coordinate scaling matters. Optimizers are torch's
-(through :func:`dlopt.kit.torch_bridge.torch_update_rule`); the learner's functions supply the L2 part:
+The objective is a quadratic bowl from :mod:`dlopt.kit.objectives` whose curvature differs a
+lot between coordinates, so that Adam's per-coordinate scaling matters. Optimizers are torch's
+(through :func:`dlopt.kit.torch_bridge.torch_update_rule`); the learner's functions supply the
+L2 part:
 
 - SGD: the learner's ``sgd_l2_step`` against ``torch.optim.SGD(weight_decay=lam)``;
 - Adam: ``torch.optim.Adam`` fed the gradient of the loss *plus* the learner's ``l2_grad``,
   against ``torch.optim.Adam(weight_decay=lam)`` (which is L2 in the loss, despite its name)
   and ``torch.optim.AdamW(weight_decay=lam)`` (decoupled weight decay).
 
-Each run is driven by :func:`dlopt.grading.drivers.update_rule.run_update_rule`, so all trajectories are computed
-from the same start with the same analytic gradient.
+Each run is driven by the course's update-rule loop, :func:`dlopt.kit.trajectory.follow_rule`,
+so all trajectories are computed from the same start with the same analytic gradient.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dlopt.grading.drivers.update_rule import run_update_rule
 from dlopt.kit.learner import attempt
-from dlopt.kit.objectives import quadratic
+from dlopt.kit.objectives import quadratic_grad
 from dlopt.kit.torch_bridge import torch_update_rule
+from dlopt.kit.trajectory import follow_rule
 
 __all__ = [
-    "DecayComparison",
+    "TrajectoryComparison",
     "compare_adam",
     "compare_sgd",
     "plot_final_weights",
@@ -56,8 +57,9 @@ def ridge_minimizer(H: np.ndarray, b: np.ndarray, lam: float) -> np.ndarray:
     return np.linalg.solve(H + lam * np.eye(H.shape[0]), np.asarray(b, dtype=np.float64))
 
 
-class DecayComparison(NamedTuple):
-    """Trajectories of several optimizers on the same problem.
+class TrajectoryComparison(NamedTuple):
+    """Trajectories of several optimizers on the same problem (what :func:`compare_sgd` and
+    :func:`compare_adam` return).
 
     Attributes
     ----------
@@ -71,6 +73,12 @@ class DecayComparison(NamedTuple):
     messages: list
 
 
+def _gradient(H, b) -> Callable:
+    """The gradient of the data loss ``quadratic(w, H, b)``, as a function of ``w``."""
+    H, b = np.asarray(H, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return lambda w: quadratic_grad(w, H, b)
+
+
 def _adam_with_l2(l2_grad: Callable) -> Callable:
     """An update rule: torch's Adam (no weight decay) fed ``dw + l2_grad(w, lam)``."""
 
@@ -81,7 +89,7 @@ def _adam_with_l2(l2_grad: Callable) -> Callable:
 
 
 def compare_sgd(sgd_l2_step: Callable, w0, H, b, *, lr: float, lam: float,
-                steps: int = 200) -> DecayComparison:
+                steps: int = 200) -> TrajectoryComparison:
     """The learner's SGD step with L2 against ``torch.optim.SGD(weight_decay=lam)``.
 
     Parameters
@@ -97,25 +105,25 @@ def compare_sgd(sgd_l2_step: Callable, w0, H, b, *, lr: float, lam: float,
 
     Returns
     -------
-    DecayComparison
+    TrajectoryComparison
         Labels ``"your sgd_l2_step"`` (when implemented) and
         ``"torch SGD(weight_decay=lam)"``.
     """
-    kwargs = {"H": np.asarray(H, dtype=np.float64), "b": np.asarray(b, dtype=np.float64)}
+    gradient = _gradient(H, b)
     trajectories, messages = {}, []
-    result, message = attempt(run_update_rule, sgd_l2_step, w0, quadratic, steps,
-                              objective_kwargs=kwargs, lr=lr, lam=lam)
+    result, message = attempt(follow_rule, sgd_l2_step, w0, gradient, steps,
+                              hyperparameters={"lr": lr, "lam": lam})
     if message is None:
-        trajectories["your sgd_l2_step"] = result[0]
+        trajectories["your sgd_l2_step"] = result.points
     else:
         messages.append(message)
-    trajectories["torch SGD(weight_decay=lam)"] = run_update_rule(
-        _SGD, w0, quadratic, steps, objective_kwargs=kwargs, lr=lr, weight_decay=lam)[0]
-    return DecayComparison(trajectories, messages)
+    trajectories["torch SGD(weight_decay=lam)"] = follow_rule(
+        _SGD, w0, gradient, steps, hyperparameters={"lr": lr, "weight_decay": lam}).points
+    return TrajectoryComparison(trajectories, messages)
 
 
 def compare_adam(l2_grad: Callable, w0, H, b, *, lr: float, lam: float,
-                 steps: int = 500) -> DecayComparison:
+                 steps: int = 500) -> TrajectoryComparison:
     """Adam with L2 in the loss (yours and torch's) against AdamW's decoupled weight decay.
 
     Parameters
@@ -131,23 +139,23 @@ def compare_adam(l2_grad: Callable, w0, H, b, *, lr: float, lam: float,
 
     Returns
     -------
-    DecayComparison
+    TrajectoryComparison
         Labels ``"Adam + your l2_grad"`` (when implemented), ``"torch Adam(weight_decay=lam)"``
         and ``"torch AdamW(weight_decay=lam)"``.
     """
-    kwargs = {"H": np.asarray(H, dtype=np.float64), "b": np.asarray(b, dtype=np.float64)}
+    gradient = _gradient(H, b)
     trajectories, messages = {}, []
-    result, message = attempt(run_update_rule, _adam_with_l2(l2_grad), w0, quadratic, steps,
-                              objective_kwargs=kwargs, lr=lr, lam=lam)
+    result, message = attempt(follow_rule, _adam_with_l2(l2_grad), w0, gradient, steps,
+                              hyperparameters={"lr": lr, "lam": lam})
     if message is None:
-        trajectories["Adam + your l2_grad"] = result[0]
+        trajectories["Adam + your l2_grad"] = result.points
     else:
         messages.append(message)
     for label, rule in (("torch Adam(weight_decay=lam)", _ADAM),
                         ("torch AdamW(weight_decay=lam)", _ADAMW)):
-        trajectories[label] = run_update_rule(rule, w0, quadratic, steps, objective_kwargs=kwargs,
-                                              lr=lr, weight_decay=lam)[0]
-    return DecayComparison(trajectories, messages)
+        trajectories[label] = follow_rule(
+            rule, w0, gradient, steps, hyperparameters={"lr": lr, "weight_decay": lam}).points
+    return TrajectoryComparison(trajectories, messages)
 
 
 def plot_final_weights(ax, finals: dict, *, title: str = "") -> None:

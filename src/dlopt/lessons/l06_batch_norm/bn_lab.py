@@ -1,14 +1,15 @@
-"""Lesson 06's experiments: what batch norm changes in training, inference and memory.
+"""Lesson 06: experiments on what batch norm changes in training, inference and memory.
 
 Every experiment takes the learner's ``batchnorm_forward`` and ``batchnorm_backward`` (the
 interface of :mod:`dlopt_instructor.batch_norm`); networks with batch norm run them through
-:func:`dlopt.lessons.l06_batch_norm.bn_torch.numpy_batchnorm`, while torch does the linear layers, ReLU, the loss and
-``torch.optim.SGD``.
+:func:`dlopt.lessons.l06_batch_norm.bn_torch.numpy_batchnorm`, while torch does the linear
+layers, ReLU, the loss and ``torch.optim.SGD``.
 
 - :func:`train_grid`: the same MLP, with or without batch norm, trained at every learning rate
   and initialization scale of a grid (all runs at once: see the function);
 - :func:`record_activations`: each hidden layer's values during one training run;
-- :func:`gradient_check`: a backward pass against the learner's ``numerical_gradient``;
+- :func:`batchnorm_gradient_check`: a backward pass against the learner's
+  ``numerical_gradient``;
 - :func:`identity_error`, :func:`inference_demo`: what gamma and beta, and the running
   statistics, are for;
 - :func:`cache_nbytes`, :func:`torch_saved_bytes`, :func:`memory_table`: the memory batch norm
@@ -26,14 +27,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlopt.kit.threads import single_threaded
+from dlopt.kit.threads import cpu_threads
 from dlopt.lessons.l06_batch_norm.bn_torch import numpy_batchnorm
 
 __all__ = [
     "ActivationRecord",
     "GridResult",
     "cache_nbytes",
-    "gradient_check",
+    "batchnorm_gradient_check",
     "identity_error",
     "inference_demo",
     "memory_table",
@@ -145,7 +146,7 @@ def _train(forward, backward, data, configs, *, batch_norm, hidden, steps, batch
                             generator=torch.Generator().manual_seed(seed + 1))
     losses = np.empty((steps, len(configs)))
     records = []
-    with single_threaded():
+    with cpu_threads(1):
         for step, idx in enumerate(batches):
             record = [] if record_every and step % record_every == 0 else None
             logits = model.forward(X_train[idx], record=record)
@@ -305,7 +306,7 @@ def _relative_error(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-12))
 
 
-def gradient_check(forward: Callable, backward: Callable, numerical_gradient: Callable,
+def batchnorm_gradient_check(forward: Callable, backward: Callable, numerical_gradient: Callable,
                    x, gamma, beta, dout, eps: float = 1e-5) -> dict[str, float]:
     """Relative errors of ``backward``'s gradients against central differences.
 

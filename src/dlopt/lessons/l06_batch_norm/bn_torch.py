@@ -1,10 +1,11 @@
-"""A learner's NumPy batch norm as a torch operation with autograd (lesson 06).
+"""Lesson 06: a learner's NumPy batch norm as a torch operation with autograd.
 
 :func:`numpy_batchnorm` wraps ``batchnorm_forward`` and ``batchnorm_backward`` (the course's
-interface, see :mod:`dlopt_instructor.batch_norm`) in a ``torch.autograd.Function``: torch does the
-linear layers and the optimizer, and the learner's own code normalizes in the forward pass
-and backpropagates through the normalization in the backward pass. Lesson 06's experiments
-train networks this way, so they only work with the learner's functions.
+interface, see :mod:`dlopt_instructor.batch_norm`) with the course's one NumPy-to-autograd
+bridge, :func:`dlopt.kit.torch_bridge.autograd_function`: torch does the linear layers and the
+optimizer, and the learner's own code normalizes in the forward pass and backpropagates
+through the normalization in the backward pass. Lesson 06's experiments train networks this
+way, so they only work with the learner's functions.
 """
 
 from __future__ import annotations
@@ -15,45 +16,9 @@ import numpy as np
 import torch
 
 from dlopt.kit.learner import function_name
+from dlopt.kit.torch_bridge import as_learner_array, autograd_function
 
 __all__ = ["numpy_batchnorm"]
-
-
-def _tensor(value, shape, like: torch.Tensor, fn: Callable, what: str) -> torch.Tensor:
-    array = np.asarray(value)
-    if array.shape != tuple(shape):
-        raise ValueError(f"`{function_name(fn)}` returned {what} of shape {array.shape}; "
-                         f"expected {tuple(shape)}")
-    return torch.from_numpy(np.array(array, dtype=np.float64)).to(like.dtype)
-
-
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy().copy()  # a copy: the learner may write into it
-
-
-class _NumpyBatchNorm(torch.autograd.Function):
-    """Training-mode batch norm: the learner's forward, then the learner's backward."""
-
-    @staticmethod
-    def forward(ctx, x, gamma, beta, forward, backward, state, momentum, eps):
-        with np.errstate(all="ignore"):  # a diverging network feeds inf and nan: no warnings
-            out, cache = forward(_numpy(x), _numpy(gamma), _numpy(beta), state, train=True,
-                                 momentum=momentum, eps=eps)
-        ctx.cache = cache
-        ctx.backward_fn = backward
-        ctx.shapes = (x.shape, gamma.shape)
-        return _tensor(out, x.shape, x, forward, "out")
-
-    @staticmethod
-    def backward(ctx, dout):
-        x_shape, gamma_shape = ctx.shapes
-        with np.errstate(all="ignore"):
-            dx, dgamma, dbeta = ctx.backward_fn(_numpy(dout), ctx.cache)
-        ctx.cache = None  # free the cache once used, as torch frees saved tensors
-        fn = ctx.backward_fn
-        return (_tensor(dx, x_shape, dout, fn, "dx"),
-                _tensor(dgamma, gamma_shape, dout, fn, "dgamma"),
-                _tensor(dbeta, gamma_shape, dout, fn, "dbeta"), None, None, None, None, None)
 
 
 def numpy_batchnorm(forward: Callable, backward: Callable) -> Callable:
@@ -86,16 +51,25 @@ def numpy_batchnorm(forward: Callable, backward: Callable) -> Callable:
     tensor([[-1.0000, -1.0000],
             [ 1.0000,  1.0000]], dtype=torch.float64, grad_fn=<RoundBackward1>)
     """
+    names = (function_name(forward), function_name(backward))
+
+    def training_forward(x, gamma, beta, options):
+        return forward(x, gamma, beta, options["state"], train=True,
+                       momentum=options["momentum"], eps=options["eps"])
+
+    function = autograd_function(training_forward, backward, name="NumpyBatchNorm", numpy=True,
+                                 input_names=("x", "gamma", "beta"), blame=names)
 
     def bn(t: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, state: dict, *,
            train: bool = True, momentum: float = 0.1, eps: float = 1e-5) -> torch.Tensor:
         if train:
-            return _NumpyBatchNorm.apply(t, gamma, beta, forward, backward, state, momentum,
-                                         eps)
-        with np.errstate(all="ignore"):
-            out, _ = forward(_numpy(t), _numpy(gamma), _numpy(beta), state, train=False,
-                             momentum=momentum, eps=eps)
-        return _tensor(out, t.shape, t, forward, "out")
+            return function.apply(t, gamma, beta,
+                                  {"state": state, "momentum": momentum, "eps": eps})
+        arrays = (tensor.detach().cpu().numpy().copy() for tensor in (t, gamma, beta))
+        with np.errstate(all="ignore"):  # a diverging network feeds inf and nan: no warnings
+            out, _ = forward(*arrays, state, train=False, momentum=momentum, eps=eps)
+        return torch.from_numpy(as_learner_array(out, t.shape, fn=forward, what="out")).to(
+            t.dtype)
 
-    bn.__name__ = function_name(forward)
+    bn.__name__ = names[0]
     return bn

@@ -1,7 +1,9 @@
-"""Lesson 06's explorer: each hidden layer's values during training, without and with batch norm.
+"""Lesson 06: the activation explorer, each hidden layer's values during training, with and
+without batch norm.
 
-The training runs are :func:`dlopt.lessons.l06_batch_norm.bn_lab.record_activations` with the learner's batch norm;
-a run is computed the first time its initialization scale is chosen, then kept.
+The training runs are :func:`dlopt.lessons.l06_batch_norm.bn_lab.record_activations` with the
+learner's batch norm; a run is computed the first time its initialization scale is chosen,
+then kept.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from dlopt.lessons.l06_batch_norm import bn_lab
 
 __all__ = ["ActivationHistogramExplorer", "plot_layer_histograms"]
 
-_LAYER_COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
 SHOW = {"input of the ReLU": "relu_input", "output of the linear layer": "linear"}
 
 
@@ -44,7 +45,7 @@ def plot_layer_histograms(ax, values: np.ndarray, *, x_range: tuple[float, float
             ax.plot([], [], label=f"layer {layer}: not finite")
             continue
         density, _ = np.histogram(np.clip(finite, lo, hi), bins=edges, density=True)
-        ax.stairs(density, edges, color=_LAYER_COLORS[(layer - 1) % len(_LAYER_COLORS)],
+        ax.stairs(density, edges, color=plotting.color_at(layer - 1),
                   lw=1.5, label=f"layer {layer}: mean {finite.mean():+.2f}, std {finite.std():.2f}")
     ax.set_xlim(lo, hi)
     ax.set_xlabel("value")
@@ -64,10 +65,10 @@ def _range(record: bn_lab.ActivationRecord, key: str) -> tuple[float, float]:
 class ActivationHistogramExplorer(FigureWidget):
     """Move through training and see every hidden layer's distribution, without and with BN.
 
-    Left: the MLP of :func:`dlopt.lessons.l06_batch_norm.bn_lab.train_grid` without batch norm; right: with the
-    learner's batch norm. Same initial weights, mini-batches and learning rate. The values
-    are those of the training batch at the chosen step: the inputs of the ReLUs, or the
-    outputs of the linear layers (the inputs of batch norm).
+    Left: the MLP of :func:`dlopt.lessons.l06_batch_norm.bn_lab.train_grid` without batch
+    norm; right: with the learner's batch norm. Same initial weights, mini-batches and
+    learning rate. The values are those of the training batch at the chosen step: the inputs
+    of the ReLUs, or the outputs of the linear layers (the inputs of batch norm).
 
     Parameters
     ----------

@@ -1,11 +1,12 @@
-"""Experiments with a learner's dropout: its expectation, the ensemble view, and overfitting.
+"""Lesson 07: experiments with a learner's dropout, its expectation, the ensemble view, overfitting.
 
 Every experiment takes the learner's ``dropout_forward`` (and ``dropout_backward`` where a
 network is trained) as arguments. The networks are small MLPs on the digits whose linear
 layers, ReLUs, loss and optimizer are torch's; only dropout is the learner's, wrapped by
-:func:`numpy_dropout` as a ``torch.autograd.Function`` whose forward calls ``dropout_forward``
-and whose backward calls ``dropout_backward`` on the cache the forward returned. Training runs
-torch on one thread (:func:`dlopt.kit.threads.single_threaded`): the networks are tiny.
+:func:`numpy_dropout` (the course's NumPy-to-autograd bridge,
+:func:`dlopt.kit.torch_bridge.autograd_function`): its forward calls ``dropout_forward`` and its
+backward calls ``dropout_backward`` on the cache the forward returned. Training runs torch on
+one thread (:func:`dlopt.kit.threads.cpu_threads`): the networks are tiny.
 
 The interface assumed throughout (lesson 07): ``out, cache = dropout_forward(x, p, *,
 train=True, rng=None)`` with ``p`` the drop probability and ``rng`` a NumPy Generator, and
@@ -21,41 +22,31 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlopt.kit.learner import function_name
-from dlopt.kit.threads import single_threaded
+from dlopt.kit.data import flip_labels
+from dlopt.kit.learner import function_name, probe
+from dlopt.kit.threads import cpu_threads
+from dlopt.kit.torch_bridge import autograd_function
 from dlopt.lessons.l01_activations.vanishing import init_mlp
 
 __all__ = [
+    "DropoutRun",
     "EnsembleResult",
     "ExpectationResult",
     "OverfittingSweep",
-    "TrainingRun",
     "digits_subset",
     "ensemble_experiment",
     "ensemble_vs_eval",
     "expectation_error",
-    "flip_labels",
     "numpy_dropout",
     "overfitting_sweep",
     "problem_with_dropout",
-    "train_mlp",
+    "train_with_dropout",
 ]
 
 
 # ---------------------------------------------------------------------------------------------
 # Trying the learner's functions before an experiment relies on them
 # ---------------------------------------------------------------------------------------------
-def _try(fn: Callable, *args, **kwargs):
-    """``(value, None)``, or ``(None, message)`` when ``fn`` raises."""
-    try:
-        with np.errstate(all="ignore"):
-            return fn(*args, **kwargs), None
-    except NotImplementedError:
-        return None, f"implement `{function_name(fn)}` first"
-    except Exception as exc:  # noqa: BLE001 - any failure of learner code becomes a message
-        return None, f"`{function_name(fn)}` raised {type(exc).__name__}: {exc}"
-
-
 def problem_with_dropout(forward: Callable, backward: Callable | None = None) -> str | None:
     """Try the learner's dropout on a small array; describe what is wrong, or return None.
 
@@ -73,14 +64,14 @@ def problem_with_dropout(forward: Callable, backward: Callable | None = None) ->
         returns the wrong kind of value, None when the functions can be used.
     """
     x = np.linspace(-2.0, 2.0, 12).reshape(3, 4) + 0.1
-    result, problem = _try(forward, x.copy(), 0.5, train=True, rng=np.random.default_rng(0))
+    result, problem = probe(forward, x.copy(), 0.5, train=True, rng=np.random.default_rng(0))
     if problem:
         return problem
     if not (isinstance(result, tuple) and len(result) == 2 and np.shape(result[0]) == x.shape):
         return f"`{function_name(forward)}` must return (out, cache) with out of x's shape"
     if backward is None:
         return None
-    dx, problem = _try(backward, np.ones_like(x), result[1])
+    dx, problem = probe(backward, np.ones_like(x), result[1])
     if problem:
         return problem
     if np.shape(dx) != x.shape:
@@ -152,32 +143,6 @@ def expectation_error(forward: Callable, x: np.ndarray, p: float, *, n_draws: in
 # ---------------------------------------------------------------------------------------------
 # The learner's dropout inside a torch network
 # ---------------------------------------------------------------------------------------------
-def _to_tensor(value, like: torch.Tensor, fn: Callable, what: str) -> torch.Tensor:
-    array = np.asarray(value)
-    if array.shape != tuple(like.shape):
-        raise ValueError(f"`{function_name(fn)}` returned {what} of shape {array.shape}; "
-                         f"expected {tuple(like.shape)}")
-    return torch.from_numpy(np.array(array, dtype=np.float64)).to(like.dtype)
-
-
-class _NumpyDropout(torch.autograd.Function):
-    """Forward: the learner's ``dropout_forward``; backward: ``dropout_backward(dout, cache)``."""
-
-    @staticmethod
-    def forward(ctx, x, p, train, forward_fn, backward_fn, rng):
-        x_np = x.detach().cpu().numpy().copy()  # a copy: the learner may write into it
-        out, cache = forward_fn(x_np, p, train=train, rng=rng)
-        ctx.cache = cache
-        ctx.backward_fn = backward_fn
-        return _to_tensor(out, x, forward_fn, "out")
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        dout = grad_output.detach().cpu().numpy().copy()
-        dx = ctx.backward_fn(dout, ctx.cache)
-        return _to_tensor(dx, grad_output, ctx.backward_fn, "dx"), None, None, None, None, None
-
-
 def numpy_dropout(forward: Callable, backward: Callable, *, seed: int = 0) -> Callable:
     """Wrap the learner's dropout as a torch function with autograd.
 
@@ -197,9 +162,12 @@ def numpy_dropout(forward: Callable, backward: Callable, *, seed: int = 0) -> Ca
         the gradient flows through the mask that was applied.
     """
     rng = np.random.default_rng(seed)
+    function = autograd_function(
+        lambda x, p, train: forward(x, p, train=train, rng=rng), backward, name="NumpyDropout",
+        numpy=True, blame=(function_name(forward), function_name(backward)))
 
     def dropout(t: torch.Tensor, p: float, train: bool) -> torch.Tensor:
-        return _NumpyDropout.apply(t, p, train, forward, backward, rng)
+        return function.apply(t, p, train)
 
     dropout.__name__ = function_name(forward)
     return dropout
@@ -214,7 +182,7 @@ def _logits(params, X, dropout, p, train):
 
 
 @dataclass
-class TrainingRun:
+class DropoutRun:
     """One MLP trained with the learner's dropout, and its learning curves.
 
     Attributes
@@ -253,10 +221,10 @@ class TrainingRun:
         return float(self.train_accuracy[-1] - self.val_accuracy[-1])
 
 
-def train_mlp(forward: Callable, backward: Callable, X_train, y_train, X_val, y_val, *,
-              p: float, hidden: Sequence[int] = (256, 256), steps: int = 300,
-              lr: float = 1e-3, batch_size: int | None = None, eval_every: int = 20,
-              seed: int = 0) -> TrainingRun:
+def train_with_dropout(forward: Callable, backward: Callable, X_train, y_train, X_val, y_val,
+                       *, p: float, hidden: Sequence[int] = (256, 256), steps: int = 300,
+                       lr: float = 1e-3, batch_size: int | None = None, eval_every: int = 20,
+                       seed: int = 0) -> DropoutRun:
     """Train ``features -> hidden... -> classes`` with the learner's dropout after every ReLU.
 
     Adam (``torch.optim.Adam``, learning rate ``lr``) on torch's cross-entropy; He-normal
@@ -284,7 +252,7 @@ def train_mlp(forward: Callable, backward: Callable, X_train, y_train, X_val, y_
 
     Returns
     -------
-    TrainingRun
+    DropoutRun
     """
     Xt = torch.as_tensor(np.asarray(X_train, dtype=np.float64))
     yt = torch.as_tensor(np.asarray(y_train, dtype=np.int64))
@@ -305,7 +273,7 @@ def train_mlp(forward: Callable, backward: Callable, X_train, y_train, X_val, y_
                 curves[acc_key].append((logits.argmax(dim=1) == y).double().mean().item())
         curves["steps"].append(step)
 
-    with single_threaded():
+    with cpu_threads(1):
         measure(0)
         for step in range(1, steps + 1):
             if batch_size is None or batch_size >= len(Xt):
@@ -320,7 +288,7 @@ def train_mlp(forward: Callable, backward: Callable, X_train, y_train, X_val, y_
             if step % eval_every == 0 or step == steps:
                 measure(step)
     arrays = {k: np.array(v, dtype=np.float64) for k, v in curves.items()}
-    return TrainingRun(float(p), arrays["steps"], arrays["tl"], arrays["vl"], arrays["ta"],
+    return DropoutRun(float(p), arrays["steps"], arrays["tl"], arrays["vl"], arrays["ta"],
                        arrays["va"], params, dropout)
 
 
@@ -369,7 +337,7 @@ def _tv(P: torch.Tensor, Q: torch.Tensor) -> float:
     return 0.5 * (P - Q).abs().sum(dim=1).mean().item()
 
 
-def ensemble_vs_eval(run: TrainingRun, X, y, *, n_samples: int = 300) -> EnsembleResult:
+def ensemble_vs_eval(run: DropoutRun, X, y, *, n_samples: int = 300) -> EnsembleResult:
     """Sample ``n_samples`` sub-networks (training-mode masks) and average their predictions.
 
     Each training-mode forward pass of ``run`` draws a fresh mask: a sub-network that shares
@@ -378,7 +346,7 @@ def ensemble_vs_eval(run: TrainingRun, X, y, *, n_samples: int = 300) -> Ensembl
 
     Parameters
     ----------
-    run : TrainingRun
+    run : DropoutRun
         A network trained with dropout (``run.p > 0``).
     X : ndarray, shape (n, features)
     y : ndarray, shape (n,), int
@@ -396,7 +364,7 @@ def ensemble_vs_eval(run: TrainingRun, X, y, *, n_samples: int = 300) -> Ensembl
     logit_sum = torch.zeros_like(eval_logits)
     columns: dict[str, list[float]] = {"acc": [], "single": [], "arith": [], "geo": [],
                                        "agree": []}
-    with single_threaded():
+    with cpu_threads(1):
         for k in range(1, n_samples + 1):
             logits = run.logits(X, train=True)
             probs = torch.softmax(logits, dim=1)
@@ -435,7 +403,7 @@ def ensemble_experiment(forward: Callable, backward: Callable, data, *, p: float
     n_samples : int
         Sub-networks sampled per network (see :func:`ensemble_vs_eval`).
     steps, lr, batch_size, seed
-        Training, see :func:`train_mlp` (mini-batch Adam).
+        Training, see :func:`train_with_dropout` (mini-batch Adam).
 
     Returns
     -------
@@ -446,7 +414,7 @@ def ensemble_experiment(forward: Callable, backward: Callable, data, *, p: float
     X_train, X_test, y_train, y_test = data
     results = {}
     for label, hidden in architectures.items():
-        run = train_mlp(forward, backward, X_train, y_train, X_test, y_test, p=p,
+        run = train_with_dropout(forward, backward, X_train, y_train, X_test, y_test, p=p,
                         hidden=hidden, steps=steps, lr=lr, batch_size=batch_size,
                         eval_every=steps, seed=seed)
         results[label] = ensemble_vs_eval(run, X_test, y_test, n_samples=n_samples)
@@ -472,44 +440,14 @@ def digits_subset(X, y, per_class: int, seed: int = 0) -> tuple[np.ndarray, np.n
     return np.asarray(X)[idx], y[idx]
 
 
-def flip_labels(y, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Give ``round(fraction * n)`` randomly chosen examples a wrong label.
-
-    Each chosen label is replaced by one of the other classes, uniformly.
-
-    Parameters
-    ----------
-    y : ndarray, shape (n,), int
-        Class indices 0 .. n_classes - 1.
-    fraction : float
-        Share of labels to corrupt, 0 <= fraction <= 1.
-    seed : int
-
-    Returns
-    -------
-    y_noisy : ndarray, shape (n,), int64
-    flipped : ndarray, shape (n,), bool
-        True where the label was changed.
-    """
-    gen = np.random.default_rng(seed)
-    y = np.asarray(y, dtype=np.int64)
-    n_classes = int(y.max()) + 1
-    flipped = np.zeros(y.shape, dtype=bool)
-    flipped[gen.choice(y.size, int(round(fraction * y.size)), replace=False)] = True
-    y_noisy = y.copy()
-    shift = gen.integers(1, n_classes, size=int(flipped.sum()))
-    y_noisy[flipped] = (y[flipped] + shift) % n_classes
-    return y_noisy, flipped
-
-
 @dataclass
 class OverfittingSweep:
-    """One :class:`TrainingRun` per drop probability: same data, weights and batches.
+    """One :class:`DropoutRun` per drop probability: same data, weights and batches.
 
     Attributes
     ----------
     ps : ndarray, shape (k,)
-    runs : list of TrainingRun
+    runs : list of DropoutRun
         Their training curves are measured against the (partly wrong) training labels.
     n_train : int
         Size of the small training set.
@@ -549,12 +487,12 @@ def overfitting_sweep(forward: Callable, backward: Callable, data, ps: Sequence[
     data : DigitsSplit
         ``(X_train, X_test, y_train, y_test)``: the network trains on ``per_class`` examples
         per class of the training part, ``label_noise`` of them relabelled by
-        :func:`flip_labels`; the test part is the validation set.
+        :func:`dlopt.kit.data.flip_labels`; the test part is the validation set.
     ps : sequence of float
         Drop probabilities, one run each.
     per_class, label_noise, hidden, steps, lr, eval_every, seed
-        See :func:`digits_subset`, :func:`flip_labels` and :func:`train_mlp` (full-batch
-        Adam).
+        See :func:`digits_subset`, :func:`dlopt.kit.data.flip_labels` and
+        :func:`train_with_dropout` (full-batch Adam).
 
     Returns
     -------
@@ -563,7 +501,7 @@ def overfitting_sweep(forward: Callable, backward: Callable, data, ps: Sequence[
     X_train, X_val, y_train, y_val = data
     X_small, y_small = digits_subset(X_train, y_train, per_class, seed)
     y_noisy, _ = flip_labels(y_small, label_noise, seed)
-    runs = [train_mlp(forward, backward, X_small, y_noisy, X_val, y_val, p=float(p),
+    runs = [train_with_dropout(forward, backward, X_small, y_noisy, X_val, y_val, p=float(p),
                       hidden=hidden, steps=steps, lr=lr, eval_every=eval_every, seed=seed)
             for p in ps]
     return OverfittingSweep(np.asarray(ps, dtype=np.float64), runs, len(y_small),

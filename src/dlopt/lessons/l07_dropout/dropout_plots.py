@@ -1,7 +1,8 @@
-"""Figures of lesson 07's dropout experiments, and the overfitting explorer.
+"""Lesson 07: figures of the dropout experiments, and the overfitting explorer.
 
-Plotting functions take an ``ax`` and a result of :mod:`dlopt.lessons.l07_dropout.dropout_lab`; the explorer only
-wires a slider to them (:class:`dlopt.kit.figure_widget.FigureWidget`: Agg, no pyplot).
+Plotting functions take an ``ax`` and a result of :mod:`dlopt.lessons.l07_dropout.dropout_lab`;
+the explorer only wires a slider to them (:class:`dlopt.kit.figure_widget.FigureWidget`: Agg,
+no pyplot).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import numpy as np
 from dlopt.kit import plotting
 from dlopt.kit.figure_widget import FigureWidget
 from dlopt.lessons.l07_dropout.dropout_lab import (
+    DropoutRun,
     EnsembleResult,
     ExpectationResult,
     OverfittingSweep,
-    TrainingRun,
 )
 
 __all__ = [
@@ -29,8 +30,8 @@ __all__ = [
     "plot_learning_curves",
 ]
 
-TRAIN_COLOR = "tab:blue"
-VAL_COLOR = "tab:orange"
+TRAIN_COLOR = plotting.color_at(0)
+VAL_COLOR = plotting.color_at(1)
 
 
 def plot_expectation(ax, result: ExpectationResult) -> None:
@@ -89,9 +90,8 @@ def plot_ensemble_gaps(ax, results: Mapping[str, EnsembleResult]) -> None:
     results : mapping of str to EnsembleResult
         Label (e.g. "1 hidden layer") -> result.
     """
-    palette = ["tab:purple", "tab:brown", "tab:olive", "tab:cyan"]
     for i, (label, result) in enumerate(results.items()):
-        color = palette[i % len(palette)]
+        color = plotting.color_at(4 + i)  # after the blue, orange, green and red of the others
         ax.loglog(result.sizes, result.geometric_gap, color=color,
                   label=f"{label}: geometric mean")
         ax.loglog(result.sizes, result.arithmetic_gap, color=color, ls=":",
@@ -107,17 +107,17 @@ def plot_ensemble_gaps(ax, results: Mapping[str, EnsembleResult]) -> None:
     ax.grid(alpha=0.3, which="both")
 
 
-def plot_learning_curves(ax, run: TrainingRun, *, metric: str = "accuracy",
-                         baseline: TrainingRun | None = None,
+def plot_learning_curves(ax, run: DropoutRun, *, metric: str = "accuracy",
+                         baseline: DropoutRun | None = None,
                          label_noise: float | None = None) -> None:
     """Training and validation curves of one run, optionally over a faint baseline run.
 
     Parameters
     ----------
     ax : matplotlib Axes
-    run : dlopt.lessons.l07_dropout.dropout_lab.TrainingRun
+    run : dlopt.lessons.l07_dropout.dropout_lab.DropoutRun
     metric : {"accuracy", "loss"}
-    baseline : TrainingRun, optional
+    baseline : DropoutRun, optional
         Drawn thin and faded (e.g. the run without dropout).
     label_noise : float, optional
         With ``metric="accuracy"``, a line at ``1 - label_noise``: the share of correct
@@ -181,7 +181,8 @@ class OverfittingExplorer(FigureWidget):
 
     Left: training and validation curves for the selected ``p`` over those of ``p = 0``.
     Right: final training and validation values against ``p``. The runs are computed
-    beforehand (:func:`dlopt.lessons.l07_dropout.dropout_lab.overfitting_sweep`); the slider only selects.
+    beforehand (:func:`dlopt.lessons.l07_dropout.dropout_lab.overfitting_sweep`); the slider
+    only selects.
 
     Parameters
     ----------

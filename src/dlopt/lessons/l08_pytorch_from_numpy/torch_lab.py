@@ -1,11 +1,12 @@
-"""Lesson 08's experiments: a digits classifier built from the learner's torch components.
+"""Lesson 08: experiments with a digits classifier built from the learner's torch components.
 
 - :func:`missing_components` tries each component on a tiny input and says which are not
   implemented yet, so an experiment can print "implement `Adam` first" instead of crashing.
 - :func:`gradcheck_functions` runs ``torch.autograd.gradcheck`` on autograd Functions.
-- :func:`train_digits` trains ``64 -> hidden -> 10`` (linear, batch norm, activation, dropout,
-  linear) on the digits with the components it is given, on any device, and reports the
-  training loss and test accuracy per epoch; :func:`plot_training` draws runs side by side.
+- :func:`train_with_components` trains ``64 -> hidden -> 10`` (linear, batch norm,
+  activation, dropout, linear) on the digits with the components it is given, on any device,
+  and reports the training loss and test accuracy per epoch (a :class:`ComponentsRun`);
+  :func:`plot_component_runs` draws runs side by side.
 - :func:`time_optimizer_steps` times ``step()`` of several optimizers on a model made of many
   small tensors, where a per-tensor loop pays for every tensor and ``torch._foreach_*`` does not.
 
@@ -15,7 +16,6 @@ layers and their initialization, the cross-entropy loss).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,18 +23,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dlopt.kit import threads
 from dlopt.kit.data import DigitsSplit, load_digits_split
 from dlopt.kit.plotting import show_messages
 from dlopt.kit.timing import Timing, measure
 
 __all__ = [
     "FunctionModule",
-    "TrainingRun",
+    "ComponentsRun",
     "gradcheck_functions",
     "missing_components",
-    "plot_training",
+    "plot_component_runs",
     "time_optimizer_steps",
-    "train_digits",
+    "train_with_components",
 ]
 
 
@@ -154,8 +155,8 @@ def gradcheck_functions(functions: Mapping[str, Callable], *, seed: int = 0) -> 
 # Training on the digits
 # ---------------------------------------------------------------------------------------------
 @dataclass
-class TrainingRun:
-    """What :func:`train_digits` measured.
+class ComponentsRun:
+    """What :func:`train_with_components` measured.
 
     Attributes
     ----------
@@ -176,22 +177,10 @@ class TrainingRun:
     device: str
 
 
-@contextlib.contextmanager
-def _cpu_threads(n: int | None):
-    """Use ``n`` CPU threads for torch inside the block (None: leave the setting alone)."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def train_digits(activation, batch_norm: type, dropout: type, optimizer: type, *,
+def train_with_components(activation, batch_norm: type, dropout: type, optimizer: type, *,
                  label: str = "", device: str = "cpu", hidden: int = 128, p: float = 0.2,
                  epochs: int = 15, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
-                 data: DigitsSplit | None = None, cpu_threads: int | None = 1) -> TrainingRun:
+                 data: DigitsSplit | None = None, cpu_threads: int | None = 1) -> ComponentsRun:
     """Train ``Linear(64, hidden) -> batch_norm -> activation -> dropout -> Linear(hidden, 10)``.
 
     Parameters
@@ -220,11 +209,11 @@ def train_digits(activation, batch_norm: type, dropout: type, optimizer: type, *
 
     Returns
     -------
-    TrainingRun
+    ComponentsRun
     """
     data = data if data is not None else load_digits_split(seed=0)
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]), torch.enable_grad(), _cpu_threads(cpu_threads):
+    with torch.random.fork_rng(devices=[]), torch.enable_grad(), threads.cpu_threads(cpu_threads):
         torch.manual_seed(seed)
         model = torch.nn.Sequential(
             torch.nn.Linear(64, hidden), batch_norm(hidden), FunctionModule(activation),
@@ -253,11 +242,11 @@ def train_digits(activation, batch_norm: type, dropout: type, optimizer: type, *
             model.eval()
             with torch.no_grad():
                 accuracies.append(float((model(X_test).argmax(dim=1) == y_test).float().mean()))
-    return TrainingRun(label or _name(optimizer), np.array(losses), np.array(accuracies),
+    return ComponentsRun(label or _name(optimizer), np.array(losses), np.array(accuracies),
                        time.perf_counter() - start, str(device))
 
 
-def plot_training(ax_loss, ax_accuracy, runs: list[TrainingRun], *,
+def plot_component_runs(ax_loss, ax_accuracy, runs: list[ComponentsRun], *,
                   messages: list[str] = ()) -> None:
     """Training loss (log scale) and test accuracy per epoch, one line per run."""
     styles = ["-", "--", ":", "-."]
@@ -287,7 +276,7 @@ def time_optimizer_steps(optimizers: Mapping[str, Callable], *, n_tensors: int =
 
     Every optimizer gets the same parameters and the same fixed gradients; two warm-up steps
     create the state first. On a GPU, the clock waits for the device (``synchronize``). On the
-    CPU, torch uses ``cpu_threads`` threads meanwhile (see :func:`train_digits`).
+    CPU, torch uses ``cpu_threads`` threads meanwhile (see :func:`train_with_components`).
 
     Returns
     -------
@@ -299,7 +288,7 @@ def time_optimizer_steps(optimizers: Mapping[str, Callable], *, n_tensors: int =
     initial = [torch.randn(size, generator=g) for _ in range(n_tensors)]
     grads = [torch.randn(size, generator=g).to(device) for _ in range(n_tensors)]
     timings = {}
-    with _cpu_threads(cpu_threads):
+    with threads.cpu_threads(cpu_threads):
         for label, cls in optimizers.items():
             params = [w.clone().to(device).requires_grad_(True) for w in initial]
             for w, dw in zip(params, grads, strict=True):

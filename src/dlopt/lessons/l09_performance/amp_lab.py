@@ -1,14 +1,14 @@
-"""Mixed precision: rounding in float16 and bfloat16, underflow, dynamic loss scaling, autocast.
+"""Lesson 09: mixed precision, rounding in float16 and bfloat16, underflow, loss scaling, autocast.
 
 - :func:`running_sum` adds the same number ``n`` times in a given dtype, one addition at a
   time, as a naive loop or a per-thread accumulator does; :func:`precision_table` lists
   what each floating-point format can represent.
 - :func:`underflow_fractions` shows which small gradients float16 and bfloat16 flush to zero,
   with and without a loss scale.
-- :func:`torch_update_loss_scale` is the trusted reference of lesson 09's
-  ``update_loss_scale``: it calls the operation ``torch.amp.GradScaler`` itself uses
-  (``torch._amp_update_scale_``). :func:`run_loss_scale` is the check's driver, and
-  :func:`simulate_dynamic_scaling` runs a learner's rule against gradients of a given size.
+- :func:`simulate_dynamic_scaling` runs a learner's ``update_loss_scale`` against gradients of
+  a given size (the check's reference is the instructor's,
+  :func:`dlopt_instructor.amp.torch_update_loss_scale`; its driver is
+  :func:`dlopt.grading.drivers.loss_scale.run_loss_scale`).
 - :func:`autocast_timing` times a matrix product in float32 and under ``torch.autocast``;
   :func:`train_mixed` trains a small digits classifier in float32 or under autocast
   (bfloat16 on the CPU, float16 with a GradScaler on CUDA).

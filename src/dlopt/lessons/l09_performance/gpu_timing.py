@@ -1,4 +1,4 @@
-"""Timing on any device: synchronize, CUDA events, warm-up, median and spread.
+"""Lesson 09: timing on any device, synchronize, CUDA events, warm-up, median and spread.
 
 :mod:`dlopt.kit.timing` times with the host's clock and an optional ``sync``. This module adds
 what a GPU needs:
@@ -13,8 +13,10 @@ what a GPU needs:
   to *queue* the work against the time to *finish* it.
 - :func:`first_and_rest` separates the first call (lazy initialization, allocation, caches,
   compilation) from the steady state.
-- :func:`cpu_threads` sets torch's CPU threads for a block: on a shared machine, threads that
-  wait for a busy core make short operations many times slower, and one thread is steadiest.
+- :func:`cpu_threads` (:func:`dlopt.kit.threads.cpu_threads`, the course's one thread context,
+  offered here for the lesson's timing cells) sets torch's CPU threads for a block: on a
+  shared machine, threads that wait for a busy core make short operations many times slower,
+  and one thread is steadiest.
 
 Every function returns :class:`dlopt.kit.timing.Timing` (median and interquartile range), or
 plain numbers.
@@ -22,30 +24,13 @@ plain numbers.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
+from dlopt.kit.threads import cpu_threads
 from dlopt.kit.timing import Timing, measure
 
 __all__ = ["cpu_threads", "device_sync", "first_and_rest", "launch_vs_finish", "measure_device"]
-
-
-@contextlib.contextmanager
-def cpu_threads(n: int | None) -> Iterator[None]:
-    """Use ``n`` torch CPU threads inside the block, and restore the setting after it.
-
-    ``None`` leaves the setting alone. NumPy's own threads (its BLAS) are not affected.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _no_sync() -> None:

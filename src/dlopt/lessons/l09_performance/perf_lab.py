@@ -1,4 +1,4 @@
-"""Lesson 09's throughput experiments: NumPy vs torch vs GPU, batch size, data loading.
+"""Lesson 09: throughput experiments, NumPy vs torch vs GPU, batch size, data loading.
 
 - :func:`speedup_table` times the same operation in NumPy, in torch on the CPU and, when
   given one, in torch on a GPU, over a range of sizes; :func:`plot_speedup` draws the times.
@@ -97,8 +97,8 @@ def speedup_table(op: str = "elementwise", sizes: Sequence[int] = (), *, device:
     timer : callable, optional
         ``timer(fn, clock, sync, warmup=..., repeat=...) -> {"median": seconds, ...}``, the
         interface of lesson 09's ``time_with_warmup``, called with ``time.perf_counter`` and
-        the device's synchronize. Default: :func:`dlopt.lessons.l09_performance.gpu_timing.measure_device` with the
-        host clock.
+        the device's synchronize. Default:
+        :func:`dlopt.lessons.l09_performance.gpu_timing.measure_device` with the host clock.
 
     Returns
     -------

@@ -1,4 +1,4 @@
-"""The optimizer step as a memory-bound kernel: bytes moved, copy bandwidth, the roofline.
+"""Lesson 09: the optimizer step as a memory-bound kernel, bytes moved, bandwidth, roofline.
 
 - :func:`trace_traffic` runs a function under a ``TorchDispatchMode`` and records, for every
   tensor that existed before the call (parameters, gradients, optimizer state), whether an

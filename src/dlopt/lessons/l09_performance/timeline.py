@@ -1,4 +1,4 @@
-"""Lesson 09's figure of a simulated device: what the host and the device did, and when."""
+"""Lesson 09: the figure of a simulated device, what the host and the device did, and when."""
 
 from __future__ import annotations
 
