@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from dlopt.kit.threads import cpu_threads
+from dlopt_instructor.norm_paths import path_mistakes
 
 __all__ = [
     "BACKWARD_MISTAKES",
@@ -280,43 +281,6 @@ def forward_mistake(kind: str) -> Callable:
 
 
 @cpu_threads(1)
-def _autograd_variant(dout, cache, *, keep_mean=True, keep_var=True, bessel=False):
-    """Gradients of batch norm with some gradient paths cut (``detach``) or changed."""
-    with torch.enable_grad():
-        x = _t(cache["xc"], requires_grad=True)
-        gamma = _t(cache["gamma"], requires_grad=True)
-        beta = torch.zeros_like(gamma, requires_grad=True)
-        n = x.shape[0]
-        mean = x.mean(dim=0)
-        centred = x - (mean if keep_mean else mean.detach())
-        var = torch.var(centred, dim=0, correction=0)
-        if bessel:  # the value of the biased variance, the gradient of the unbiased one
-            unbiased = var * n / (n - 1)
-            var = var.detach() + unbiased - unbiased.detach()
-        if not keep_var:
-            var = var.detach()
-        out = gamma * centred * torch.rsqrt(var + cache["eps"]) + beta
-        out.backward(_t(dout))
-    return _np(x.grad), _np(gamma.grad), _np(beta.grad)
-
-
-def _no_mean_path(dout, cache):
-    return _autograd_variant(dout, cache, keep_mean=False)
-
-
-def _no_variance_path(dout, cache):
-    return _autograd_variant(dout, cache, keep_var=False)
-
-
-def _statistics_constant(dout, cache):
-    return _autograd_variant(dout, cache, keep_mean=False, keep_var=False)
-
-
-def _bessel_in_backward(dout, cache):
-    return _autograd_variant(dout, cache, bessel=True)
-
-
-@cpu_threads(1)
 def _dgamma_not_summed(dout, cache):
     dx, _, dbeta = torch_batchnorm_backward(dout, cache)
     return dx, np.asarray(dout, dtype=np.float64) * cache["x_hat"], dbeta
@@ -324,10 +288,7 @@ def _dgamma_not_summed(dout, cache):
 
 #: Wrong batch-norm backward passes, by name (all with the course's backward interface).
 BACKWARD_MISTAKES: dict[str, Callable] = {
-    "no_mean_path": _no_mean_path,
-    "no_variance_path": _no_variance_path,
-    "statistics_constant": _statistics_constant,
-    "bessel_in_backward": _bessel_in_backward,
+    **path_mistakes(dim=0),  # the mean or variance path cut, or Bessel's n - 1
     "dgamma_not_summed": _dgamma_not_summed,
 }
 

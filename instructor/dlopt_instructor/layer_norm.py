@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from dlopt.kit.threads import cpu_threads
+from dlopt_instructor.norm_paths import path_mistakes
 
 __all__ = [
     "BACKWARD_MISTAKES",
@@ -184,43 +185,6 @@ def forward_mistake(kind: str) -> Callable:
 # Named mistakes of the backward pass
 # ---------------------------------------------------------------------------------------------
 @cpu_threads(1)
-def _autograd_variant(dout, cache, *, keep_mean=True, keep_var=True, bessel=False):
-    """Gradients of layer norm with some gradient paths cut (``detach``) or changed."""
-    with torch.enable_grad():
-        x = _t(cache["xc"], requires_grad=True)
-        gamma = _t(cache["gamma"], requires_grad=True)
-        beta = torch.zeros_like(gamma, requires_grad=True)
-        d = x.shape[-1]
-        mean = x.mean(dim=-1, keepdim=True)
-        centred = x - (mean if keep_mean else mean.detach())
-        var = torch.var(centred, dim=-1, correction=0, keepdim=True)
-        if bessel:  # the value of the biased variance, the gradient of the unbiased one
-            unbiased = var * d / (d - 1)
-            var = var.detach() + unbiased - unbiased.detach()
-        if not keep_var:
-            var = var.detach()
-        out = gamma * centred * torch.rsqrt(var + cache["eps"]) + beta
-        out.backward(_t(dout))
-    return _np(x.grad), _np(gamma.grad), _np(beta.grad)
-
-
-def _no_mean_path(dout, cache):
-    return _autograd_variant(dout, cache, keep_mean=False)
-
-
-def _no_variance_path(dout, cache):
-    return _autograd_variant(dout, cache, keep_var=False)
-
-
-def _statistics_constant(dout, cache):
-    return _autograd_variant(dout, cache, keep_mean=False, keep_var=False)
-
-
-def _bessel_in_backward(dout, cache):
-    return _autograd_variant(dout, cache, bessel=True)
-
-
-@cpu_threads(1)
 def _sums_over_batch(dout, cache):
     """Batch norm's closed form (sums over axis 0) applied to layer norm's cache."""
     dout = np.asarray(dout, dtype=np.float64)
@@ -241,10 +205,7 @@ def _dparams_over_features(dout, cache):
 
 #: Wrong layer-norm backward passes, by name (all with the course's backward interface).
 BACKWARD_MISTAKES: dict[str, Callable] = {
-    "no_mean_path": _no_mean_path,
-    "no_variance_path": _no_variance_path,
-    "statistics_constant": _statistics_constant,
-    "bessel_in_backward": _bessel_in_backward,
+    **path_mistakes(dim=-1),  # the mean or variance path cut, or Bessel's n - 1
     "sums_over_batch": _sums_over_batch,
     "dparams_over_features": _dparams_over_features,
 }

@@ -107,7 +107,8 @@ def test_dead_lr_text_quotes_what_the_sweep_gives():
     def relu_grad(x):
         return (x > 0).astype(float)
 
-    sweep = dead_relu.dead_fraction_vs_lr(relu, relu_grad, load_digits_split(seed=0), [1.0, 10.0, 30.0],
+    digits = load_digits_split(seed=0)
+    sweep = dead_relu.dead_fraction_vs_lr(relu, relu_grad, digits, [1.0, 10.0, 30.0],
                                           hidden=(64, 64), steps=50)
     (_, loss_10, loss_30), (_, acc_10, acc_30) = sweep.train_loss, sweep.test_accuracy
     assert abs(loss_10 - np.log(10)) < 0.1 and round(loss_30, 1) == 5.5

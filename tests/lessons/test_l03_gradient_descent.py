@@ -227,7 +227,7 @@ def test_the_explorer_runs_the_lessons_rules(solved):
     assert "gd diverged at step" in " ".join(widget.messages)
 
 
-# --- dlopt.lessons.l03_gradient_descent.minibatch, the experiments' loop -------------------------------------------------------
+# --- dlopt.lessons.l03_gradient_descent.minibatch, the experiments' loop ----------------------
 def test_batch_indices_cover_each_example_once_per_epoch():
     from dlopt.lessons.l03_gradient_descent.minibatch import batch_indices
 

@@ -261,12 +261,13 @@ def test_backward_projection_statement_holds_only_up_to_eps():
     dy = torch.tensor(rng.normal(size=(6, 3)))
     for eps in (0.0, 0.5):
         mean, var_ = x.mean(dim=0), x.var(dim=0, unbiased=False)
-        out = (x - mean) / torch.sqrt(var_ + eps)  # batch norm by autograd (F.batch_norm needs eps > 0)
+        out = (x - mean) / torch.sqrt(var_ + eps)  # by autograd: F.batch_norm needs eps > 0
         (dx,) = torch.autograd.grad(out, x, dy)
         var = x.detach().var(dim=0, unbiased=False)
         x_hat = (x.detach() - x.detach().mean(dim=0)) / torch.sqrt(var + eps)
         r = 1 / torch.sqrt(var + eps)
-        torch.testing.assert_close(dx.sum(dim=0), torch.zeros(3, dtype=torch.float64), atol=1e-12, rtol=0)
+        zeros = torch.zeros(3, dtype=torch.float64)
+        torch.testing.assert_close(dx.sum(dim=0), zeros, atol=1e-12, rtol=0)
         projected = (dx * x_hat).sum(dim=0)
         torch.testing.assert_close(projected, r * eps / (var + eps) * (dy * x_hat).sum(dim=0))
         assert (eps == 0) == bool(torch.all(projected.abs() < 1e-12))

@@ -94,7 +94,7 @@ def digits():
 
 @pytest.fixture(scope="module")
 def base(digits):
-    return digits_mlp.train_mlp(digits, (64, 16, 16, 10), steps=60)
+    return digits_mlp.train_classifier(digits, (64, 16, 16, 10), steps=60)
 
 
 # --- the references are torch's own ---------------------------------------------------------------
@@ -301,8 +301,8 @@ def test_pruned_magnitudes_reads_the_weights_before_the_call():
 # --- digits_mlp -----------------------------------------------------------------------------------
 def test_training_is_reproducible_and_restores_torch_threads(digits):
     before = torch.get_num_threads()
-    a = digits_mlp.train_mlp(digits, (64, 8, 10), steps=20)
-    b = digits_mlp.train_mlp(digits, (64, 8, 10), steps=20)
+    a = digits_mlp.train_classifier(digits, (64, 8, 10), steps=20)
+    b = digits_mlp.train_classifier(digits, (64, 8, 10), steps=20)
     assert torch.get_num_threads() == before
     for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
@@ -521,7 +521,7 @@ def test_plots_draw_their_data(base, digits):
                                          marker_bits=4)
     wq, _, _ = quant_lab.quantize_weight(w, 2, quant_params, fake_quantize, per_channel=False,
                                          symmetric=True)
-    compression_plots.plot_weight_histogram(axes[1, 1], w, wq, levels=np.unique(wq))
+    compression_plots.plot_quantized_weights(axes[1, 1], w, wq, levels=np.unique(wq))
     ptq = {"per-tensor": {8: 0.9, 2: 0.5}, "per-channel": {8: 0.9, 2: 0.8}}
     compression_plots.plot_ptq(axes[1, 2], ptq, 0.95)
     assert len(axes[1, 2].patches) == 4

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dlopt.kit.threads import cpu_threads
 from dlopt.kit.torch_bridge import numpy_activation
 from dlopt.lessons.l01_activations.vanishing import init_mlp, init_weight
 
@@ -100,6 +101,7 @@ def _forward(params, act, X):
     return h @ params[-2] + params[-1], hidden
 
 
+@cpu_threads(1)  # small matrices: one thread is faster, and steady on a shared machine
 def dead_fraction_vs_lr(relu: Callable, relu_grad: Callable, data, lrs: Sequence[float], *,
                         hidden: Sequence[int] = (64, 64), steps: int = 50,
                         batch_size: int = 64, clip_norm: float | None = 1.0,

@@ -38,7 +38,7 @@ __all__ = [
     "plot_regrowth",
     "plot_sparsity_sweep",
     "plot_storage",
-    "plot_weight_histogram",
+    "plot_quantized_weights",
 ]
 
 _KIND_COLORS = {"unstructured": "tab:blue", "structured": "tab:orange"}
@@ -124,7 +124,7 @@ def plot_error_vs_bits(ax, curves: Mapping[str, ErrorCurve], *, selected: str | 
     ax.grid(alpha=0.3, which="both")
 
 
-def plot_weight_histogram(ax, w: np.ndarray, wq: np.ndarray, *, title: str = "",
+def plot_quantized_weights(ax, w: np.ndarray, wq: np.ndarray, *, title: str = "",
                           levels: np.ndarray | None = None) -> None:
     """Histogram of the weights and of their quantized values; per-tensor levels as lines.
 
@@ -262,7 +262,7 @@ class QuantizationExplorer(FigureWidget):
         rmse = float(np.sqrt(np.mean((wq - self.w) ** 2)))
         predicted = float(np.sqrt(np.mean(scales**2) / 12.0))
         levels = np.unique(wq) if not per_channel and bits <= 4 else None
-        plot_weight_histogram(
+        plot_quantized_weights(
             axes[0], self.w, wq, levels=levels,
             title=(f"{bits} bits, {self.mode}: RMSE {rmse:.2e}, s/sqrt(12) {predicted:.2e}, "
                    f"clamped {np.mean(~grad_mask):.1%}"))

@@ -26,12 +26,12 @@ from dlopt.kit.threads import cpu_threads
 
 __all__ = [
     "Trained",
-    "accuracy",
+    "classifier_accuracy",
     "check_learner",
     "linears",
     "make_mlp",
     "tensors",
-    "train_mlp",
+    "train_classifier",
     "train_steps",
 ]
 
@@ -73,7 +73,7 @@ def tensors(digits: DigitsSplit) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 
 @cpu_threads(1)
-def accuracy(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
+def classifier_accuracy(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
     """Share of ``X``'s rows whose largest logit is the label ``y``."""
     with torch.no_grad():
         return float((model(X).argmax(dim=1) == y).double().mean())
@@ -152,7 +152,7 @@ class Trained:
 
 
 @cpu_threads(1)
-def train_mlp(digits: DigitsSplit, sizes: Sequence[int] = (64, 128, 128, 10), *,
+def train_classifier(digits: DigitsSplit, sizes: Sequence[int] = (64, 128, 128, 10), *,
               steps: int = 400, lr: float = 0.05, momentum: float = 0.9,
               weight_decay: float = 5e-4, batch_size: int = 64, seed: int = 0) -> Trained:
     """Train an MLP on the digits with SGD, momentum and weight decay (``torch.optim.SGD``).
@@ -168,7 +168,7 @@ def train_mlp(digits: DigitsSplit, sizes: Sequence[int] = (64, 128, 128, 10), *,
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
                                 weight_decay=weight_decay)
     train_steps(model, optimizer, X, y, steps, batch_size=batch_size, seed=seed)
-    return Trained(model, optimizer, accuracy(model, X_test, y_test))
+    return Trained(model, optimizer, classifier_accuracy(model, X_test, y_test))
 
 
 def check_learner(fn: Callable, *args, check: Callable[[object], str | None] | None = None,

@@ -34,11 +34,11 @@ from dlopt.kit.learner import LearnerError, function_name
 from dlopt.kit.threads import cpu_threads
 from dlopt.lessons.l10_compression.digits_mlp import (
     Trained,
-    accuracy,
     check_learner,
+    classifier_accuracy,
     make_mlp,
     tensors,
-    train_mlp,
+    train_classifier,
 )
 
 __all__ = [
@@ -68,7 +68,7 @@ def problem_with_distillation(kd_fn: Callable) -> str | None:
 def train_teacher(digits: DigitsSplit, sizes: Sequence[int] = (64, 256, 256, 10), *,
                   steps: int = 200, seed: int = 0) -> Trained:
     """The teacher: a wider MLP trained on every labelled training digit (SGD, momentum)."""
-    return train_mlp(digits, sizes, steps=steps, seed=seed)
+    return train_classifier(digits, sizes, steps=steps, seed=seed)
 
 
 def labelled_subset(y: np.ndarray, per_class: int, *, seed: int = 0) -> np.ndarray:
@@ -148,7 +148,7 @@ def distillation_experiment(kd_fn: Callable, teacher: Trained, digits: DigitsSpl
         student = make_mlp(student_sizes, seed=seed + 1)
         optimizer = torch.optim.Adam(student.parameters(), lr=lr)
         rng = np.random.default_rng(seed + 2)
-        curve = [accuracy(student, X_test, y_test)]
+        curve = [classifier_accuracy(student, X_test, y_test)]
         with cpu_threads(1):
             for step in range(1, steps + 1):
                 optimizer.zero_grad(set_to_none=True)
@@ -171,7 +171,7 @@ def distillation_experiment(kd_fn: Callable, teacher: Trained, digits: DigitsSpl
                     torch.autograd.backward([s_lab, s_unl], [g_lab, g_unl])
                 optimizer.step()
                 if step in marks:
-                    curve.append(accuracy(student, X_test, y_test))
+                    curve.append(classifier_accuracy(student, X_test, y_test))
         result.curves[variant] = np.array(curve)
         result.student_accuracy[variant] = curve[-1]
     return result

@@ -38,8 +38,8 @@ from dlopt.kit.threads import cpu_threads
 from dlopt.kit.timing import Timing, measure
 from dlopt.lessons.l10_compression.digits_mlp import (
     Trained,
-    accuracy,
     check_learner,
+    classifier_accuracy,
     linears,
     tensors,
     train_steps,
@@ -205,11 +205,11 @@ def sparsity_sweep(base: Trained, digits: DigitsSplit, amounts: Sequence[float],
             masks = layer_masks(model, float(amount), **fns)
             apply_masks(model, masks)
             removed.append(_removed_share(model, masks, kind == "structured"))
-            one_shot.append(accuracy(model, X_test, y_test))
+            one_shot.append(classifier_accuracy(model, X_test, y_test))
             optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
             train_steps(model, optimizer, X, y, finetune_steps, seed=seed,
                         after_step=lambda m, masks=masks: apply_masks(m, masks))
-            tuned.append(accuracy(model, X_test, y_test))
+            tuned.append(classifier_accuracy(model, X_test, y_test))
         sweep.accuracy[f"{kind}, one-shot"] = np.array(one_shot)
         sweep.accuracy[f"{kind}, fine-tuned"] = np.array(tuned)
         sweep.removed[kind] = np.array(removed)
@@ -301,7 +301,7 @@ def regrowth_experiment(base: Trained, digits: DigitsSplit, magnitude_fn: Callab
                     else None,
                     record=record)
         runs[label] = RegrowthRun(label, np.arange(steps + 1), np.array(regrown),
-                                  np.array(sparsity), accuracy(model, X_test, y_test))
+                                  np.array(sparsity), classifier_accuracy(model, X_test, y_test))
     return runs
 
 

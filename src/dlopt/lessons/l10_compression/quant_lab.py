@@ -33,8 +33,8 @@ from dlopt.kit.learner import LearnerError, function_name
 from dlopt.kit.threads import cpu_threads
 from dlopt.lessons.l10_compression.digits_mlp import (
     Trained,
-    accuracy,
     check_learner,
+    classifier_accuracy,
     linears,
     tensors,
     train_steps,
@@ -206,8 +206,9 @@ def ptq_accuracy(trained: Trained, digits: DigitsSplit, quant_fn: Callable, fake
     table: dict[str, dict[int, float]] = {}
     for granularity, per_channel in (("per-tensor", False), ("per-channel", True)):
         table[granularity] = {
-            b: accuracy(_quantized_copy(trained, b, quant_fn, fake_fn, per_channel=per_channel,
-                                        symmetric=symmetric), X_test, y_test)
+            b: classifier_accuracy(_quantized_copy(trained, b, quant_fn, fake_fn,
+                                                   per_channel=per_channel, symmetric=symmetric),
+                                   X_test, y_test)
             for b in bits}
     return table
 
@@ -295,4 +296,4 @@ def qat_run(trained: Trained, digits: DigitsSplit, quant_fn: Callable, fake_fn: 
                     quantized_forward(m, xb), yb),
                 record=record)
     return QATRun(bits, per_channel, np.array(done), np.array(acc),
-                  accuracy(trained.model, X_test, y_test))
+                  classifier_accuracy(trained.model, X_test, y_test))
