@@ -12,7 +12,7 @@ visible checks, and the grader's probe) and in the grader (judging). Modules:
 - :mod:`~dlopt.grading.drivers`: functions that call a learner's function the way a check needs.
 """
 
-from dlopt.grading.baked import DamagedCheckData, check
+from dlopt.grading.baked import DamagedCheckData, check, recheck
 from dlopt.grading.exercise import EXERCISE_MIME, EXPORT_ENV, Exercise
 from dlopt.grading.judge import (
     CaseVerdict,
@@ -41,6 +41,7 @@ __all__ = [
     "call",
     "check",
     "compare",
+    "recheck",
     "judge",
     "report",
     "try_function",

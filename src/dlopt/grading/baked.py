@@ -34,7 +34,8 @@ from collections.abc import Callable
 from dlopt.grading.judge import report, try_function
 from dlopt.grading.scenario import ExerciseData
 
-__all__ = ["BAKED_FORMAT", "DamagedCheckData", "check", "pack", "public_only", "unpack"]
+__all__ = ["BAKED_FORMAT", "DamagedCheckData", "check", "pack", "public_only", "recheck",
+           "remember", "unpack"]
 
 #: Version of the packed layout; :func:`unpack` refuses any other.
 BAKED_FORMAT = 1
@@ -159,4 +160,37 @@ def check(function: str, fn: Callable, data: str) -> None:
     if exercise.function != function:
         raise DamagedCheckData(f"this cell's check data is for {exercise.function!r}, not "
                                f"{function!r}: {_RESTORE}")
+    remember(exercise)
+    report(try_function(exercise, fn))
+
+
+#: The public scenarios of the check that ran last for each function, in this kernel.
+_LAST_CHECKED: dict[str, ExerciseData] = {}
+
+
+def remember(exercise: ExerciseData) -> None:
+    """Keep ``exercise``'s public scenarios, so that :func:`recheck` can run them again."""
+    public = [case for case in exercise.cases if not case.hidden]
+    _LAST_CHECKED[exercise.function] = ExerciseData(
+        function=exercise.function, rtol=exercise.rtol, atol=exercise.atol,
+        mistakes=list(exercise.mistakes), cases=public, driver=exercise.driver)
+
+
+def recheck(function: str, fn: Callable) -> None:
+    """Run the last check of ``function`` again, on another function ``fn``.
+
+    For a demonstration (lesson 00 shows what a failing check says): the same scenarios, the
+    same messages as the check cell of ``function``. Works after that check cell has run,
+    whether it carried baked data (the student's notebook) or an exercise definition (the
+    instructor's).
+
+    Raises
+    ------
+    NameError
+        The check cell of ``function`` has not run in this kernel yet.
+    """
+    exercise = _LAST_CHECKED.get(function)
+    if exercise is None:
+        raise NameError(f"run the check cell of `{function}` first: this cell runs its "
+                        f"scenarios again")
     report(try_function(exercise, fn))

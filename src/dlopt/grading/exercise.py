@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable
 
 from dlopt.grading import codec
+from dlopt.grading.baked import remember
 from dlopt.grading.judge import CheckFailed, judge, report, try_function
 from dlopt.grading.scenario import Case, CaseData, ExerciseData, Mistake, call
 
@@ -104,7 +105,9 @@ class Exercise:
         if os.environ.get(EXPORT_ENV) == "1":
             self._export(fn)
             return
-        report(try_function(self.collect(self.reference), fn))
+        data = self.collect(self.reference)
+        remember(data)  # for baked.recheck, as a baked check does
+        report(try_function(data, fn))
 
     def _export(self, solution: Callable) -> None:
         """Instructor side: publish scenarios, the solution's outputs and mistakes' outputs."""
