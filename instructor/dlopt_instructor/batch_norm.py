@@ -25,6 +25,8 @@ import torch.nn.functional as F
 
 from dlopt.kit.threads import cpu_threads
 from dlopt_instructor.norm_paths import path_mistakes
+from dlopt_instructor.norm_paths import to_array as _np
+from dlopt_instructor.norm_paths import to_tensor as _t
 
 __all__ = [
     "BACKWARD_MISTAKES",
@@ -38,12 +40,6 @@ __all__ = [
 
 
 
-def _t(a, requires_grad: bool = False) -> torch.Tensor:
-    return torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=requires_grad)
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().numpy().copy()
 
 
 def _ensure_state(state: dict, n_features: int) -> None:

@@ -18,19 +18,25 @@ import torch
 
 from dlopt.kit.threads import cpu_threads
 
-__all__ = ["path_mistakes"]
+__all__ = ["path_mistakes", "to_array", "to_tensor"]
 
 
-def _t(a, requires_grad: bool = False) -> torch.Tensor:
+def to_tensor(a, requires_grad: bool = False) -> torch.Tensor:
+    """A float64 tensor of ``a`` (a copy), for the normalization references and mistakes."""
     return torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=requires_grad)
+
+
+def to_array(t: torch.Tensor) -> np.ndarray:
+    """A float64 NumPy copy of ``t``, detached."""
+    return t.detach().numpy().copy()
 
 
 @cpu_threads(1)
 def _autograd_variant(dout, cache, *, dim: int, keep_mean=True, keep_var=True, bessel=False):
     """Gradients of the layer normalizing over ``dim``, with some paths cut or changed."""
     with torch.enable_grad():
-        x = _t(cache["xc"], requires_grad=True)
-        gamma = _t(cache["gamma"], requires_grad=True)
+        x = to_tensor(cache["xc"], requires_grad=True)
+        gamma = to_tensor(cache["gamma"], requires_grad=True)
         beta = torch.zeros_like(gamma, requires_grad=True)
         n = x.shape[dim]
         mean = x.mean(dim=dim, keepdim=True)
@@ -42,8 +48,8 @@ def _autograd_variant(dout, cache, *, dim: int, keep_mean=True, keep_var=True, b
         if not keep_var:
             var = var.detach()
         out = gamma * centred * torch.rsqrt(var + cache["eps"]) + beta
-        out.backward(_t(dout))
-    return tuple(t.grad.detach().numpy().copy() for t in (x, gamma, beta))
+        out.backward(to_tensor(dout))
+    return tuple(to_array(t.grad) for t in (x, gamma, beta))
 
 
 def path_mistakes(dim: int) -> dict[str, Callable]:
