@@ -158,9 +158,19 @@ def reference_key(course: Course, lesson: str) -> str:
     return digest.hexdigest()
 
 
+#: Environment variable naming a reference cache shared by several course folders.
+CACHE_ENV = "AUTOGRADER_REFERENCE_CACHE"
+
+
 def default_cache(course: Course) -> Path:
-    """Where :func:`cached_reference` keeps exports unless told otherwise (git-ignored)."""
-    return course.grader_dir / "cache" / "reference"
+    """Where :func:`cached_reference` keeps exports unless told otherwise.
+
+    ``$AUTOGRADER_REFERENCE_CACHE`` when set (one cache for several copies of a course: the
+    key covers everything an export depends on, not the folder it came from), otherwise
+    ``autograder/cache/reference`` in the course (git-ignored).
+    """
+    shared = os.environ.get(CACHE_ENV)
+    return Path(shared).expanduser() if shared else course.grader_dir / "cache" / "reference"
 
 
 def cached_reference(course: Course, lesson: str, cache: Path | None) -> Reference:

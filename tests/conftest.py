@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 
@@ -60,6 +61,25 @@ def write_submission(folder: Path, student: str, nb, name: str = "submission.ipy
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def reference_cache(pytestconfig, tmp_path_factory):
+    """One folder of the instructor's exports for every course the tests build, this session
+    and the next (pytest's cache folder): they are keyed by content, not by course folder, so
+    each lesson's notebook runs once however many scratch courses grade it. Set as
+    ``$AUTOGRADER_REFERENCE_CACHE`` for the grader's default, here and in its subprocesses."""
+    from autograder.reference import CACHE_ENV
+
+    cache = pytestconfig.cache
+    folder = cache.mkdir("dlopt-reference") if cache else tmp_path_factory.mktemp("reference")
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
+
+
 @pytest.fixture
 def course_copy(tmp_path) -> Course:
     """A scratch course root with the repository's solutions/ and course/ (no gradebook)."""
@@ -76,8 +96,24 @@ _LESSON_PARAM = re.compile(r"\[(?:.*-)?(\d\d)_[a-z]")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark each test with its lesson (``-m lesson06``), by file name or lesson parameter."""
+    """Mark each test with its lesson (``-m lesson06``), by file name or lesson parameter, and
+    with the group of tests that must share one pytest-xdist worker (``--dist loadgroup``):
+
+    - ``browser``: the browser tests share one JupyterLab and one Chromium;
+    - ``grader``: everything that grades (tests/autograder, and tests marked ``grader``) runs
+      sandboxes whose uids and process limits are per worker slot, not per test process;
+    - ``lessonNN``: a lesson's tests share one kernel run of its notebooks (lesson_harness).
+    """
+    autograder_tests = Path(__file__).parent / "autograder"
     for item in items:
         found = _LESSON_FILE.match(item.path.name) or _LESSON_PARAM.search(item.name)
         if found:
             item.add_marker(f"lesson{found.group(1)}")
+        if item.get_closest_marker("browser"):
+            group = "browser"
+        elif autograder_tests in item.path.parents or item.get_closest_marker("grader"):
+            group = "grader"
+        else:
+            group = f"lesson{found.group(1)}" if found else None
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))

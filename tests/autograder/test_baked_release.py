@@ -32,13 +32,6 @@ MISTAKE_PREFIX = "This matches a classic mistake: "
 RUN_HERE = ["04_adaptive_optimizers", "08_pytorch_from_numpy"]
 
 
-@pytest.fixture(scope="session")
-def reference_cache(pytestconfig, tmp_path_factory):
-    """One folder of cached exports for the whole session (and the next, by content key)."""
-    cache = pytestconfig.cache
-    return cache.mkdir("dlopt-reference") if cache else tmp_path_factory.mktemp("reference")
-
-
 def read(path) -> nbformat.NotebookNode:
     return nbformat.read(path, as_version=4)
 

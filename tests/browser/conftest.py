@@ -16,21 +16,12 @@ import pytest
 
 from autograder.course import REPO_ROOT, Course
 
-from .convert import Conversions
 from .lab import APP_READY, CHROMIUM_ARGS, CLEAN_UP, VIEWPORT, load_jupyterlab
 from .server import JupyterLab, make_workspace
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
 LESSONS = Course(REPO_ROOT).lessons()
-NBCONVERT_TEST = "test_html_shows_static_figures_where_the_widgets_were"
-_selected_conversions: list[str] = []
-
-
-def pytest_collection_modifyitems(session, config, items):
-    """Note which lessons test_nbconvert.py will check, to convert them in the background."""
-    _selected_conversions[:] = [item.callspec.params["lesson"] for item in items
-                                if getattr(item, "originalname", "") == NBCONVERT_TEST]
 
 
 def in_ci() -> bool:
@@ -70,18 +61,6 @@ def artifacts(request, artifacts_root) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
-
-
-@pytest.fixture(scope="session", autouse=True)
-def conversions(tmp_path_factory, artifacts_root):
-    """nbconvert runs of the lessons test_nbconvert.py checks, started with the first browser
-    test and done in a background thread while the browser tests run (see convert.py)."""
-    runs = Conversions(_selected_conversions, tmp_path_factory.mktemp("nbconvert"),
-                       artifacts_root / "nbconvert").start()
-    try:
-        yield runs
-    finally:
-        runs.stop()
 
 
 @pytest.fixture(scope="session")

@@ -376,7 +376,12 @@ class Lesson:
 
     # -- widgets -------------------------------------------------------------------------------
     def widget_node(self, index: int):
-        return self.page.locator(f'[data-bt-widget="{index}"]')
+        node = self.page.locator(f'[data-bt-widget="{index}"]')
+        if node.count() == 0:
+            # The output area re-rendered since find_widgets tagged it (a late display update
+            # replaces the node): tag the widget outputs again, in the same order.
+            self.page.evaluate(_WIDGETS, self.path)
+        return node
 
     def find_widgets(self) -> list[WidgetReport]:
         found = self.page.evaluate(_WIDGETS, self.path)

@@ -89,7 +89,7 @@ def test_numerical_gradient_agrees_with_analytic_gradients(solved, f, shape):
 # --- the executed notebook ------------------------------------------------------------------------
 @pytest.mark.slow
 def test_solved_notebook_agrees_with_torch_and_draws_its_explorers():
-    nb, _ = harness.executed_solution(LESSON)
+    nb = harness.executed_solution(LESSON)
     assert "DISAGREES" not in harness.printed_text(nb)
     harness.assert_draws_a_figure(nb, "experiment_activation_explorer",
                                   "experiment_depth_explorer")

@@ -173,7 +173,7 @@ def test_training_reaches_95_percent_test_accuracy(solved):
 # --- the executed notebook ------------------------------------------------------------------------
 @pytest.mark.slow
 def test_solved_notebook_shows_the_gradient_checks_the_accuracy_and_the_explorer():
-    nb, _ = harness.executed_solution(LESSON)
+    nb = harness.executed_solution(LESSON)
     text = harness.printed_text(nb)
     assert text.count("agrees") == 2 and text.count("DISAGREES") == 2
     accuracy = float(re.search(r"test accuracy after \d+ epochs: ([\d.]+)%", text).group(1))

@@ -294,7 +294,7 @@ def test_student_copy_experiments_say_what_to_implement():
 # --- the executed notebook ------------------------------------------------------------------------
 @pytest.mark.slow
 def test_solved_notebook_does_not_diverge_and_draws_its_explorer():
-    nb, _ = harness.executed_solution(LESSON)
+    nb = harness.executed_solution(LESSON)
     assert "diverged" not in harness.printed_text(nb)
     harness.assert_draws_a_figure(nb, "experiment_explorer")
 

@@ -217,7 +217,7 @@ def test_experiment_helpers_report_unimplemented_rules():
 # --- the executed notebook ------------------------------------------------------------------------
 @pytest.mark.slow
 def test_solved_notebook_does_not_diverge_and_draws_its_widgets():
-    nb, _ = harness.executed_solution(LESSON)
+    nb = harness.executed_solution(LESSON)
     assert "diverged" not in harness.printed_text(nb).replace("sgd diverged", "")
     harness.assert_draws_a_figure(nb, "experiment_schedule_explorer", "experiment_race")
 

@@ -173,7 +173,7 @@ def test_choose_lambda_by_cv_agrees_with_sklearn_cross_val_score(solved):
 # --- the executed notebook ------------------------------------------------------------------------
 @pytest.mark.slow
 def test_solved_notebook_shows_the_lasso_zeros_and_draws_its_explorer():
-    nb, _ = harness.executed_solution(LESSON)
+    nb = harness.executed_solution(LESSON)
     text = harness.printed_text(nb)
     assert "35 of 40 weights exactly 0" in text and "same zeros: True" in text
     harness.assert_draws_a_figure(nb, "experiment_overfit_explorer")

@@ -248,7 +248,7 @@ def test_torch_reference_is_torch_batchnorm1d():
 # --- the executed notebook ------------------------------------------------------------------------
 @pytest.mark.slow
 def test_solved_notebook_agrees_with_torch_and_draws_its_explorer():
-    nb, _ = harness.executed_solution(LESSON)
+    nb = harness.executed_solution(LESSON)
     assert "DISAGREES" not in harness.printed_text(nb)
     harness.assert_draws_a_figure(nb, "experiment_explorer")
 

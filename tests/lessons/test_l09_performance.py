@@ -168,13 +168,16 @@ def test_student_copy_experiments_say_what_is_missing():
 # --- the executed notebook ------------------------------------------------------------------------
 @pytest.mark.slow
 def test_solved_notebook_prints_its_measurements_and_draws_its_figures():
-    nb, _ = harness.executed_solution(LESSON)
+    nb = harness.executed_solution(LESSON)
     text = harness.printed_text(nb)
     for phrase in ("naive timer: 0.50 ms for 5 kernels; with synchronize: 10.10 ms",
                    "one pass needs 28", "of the best reference", "balance", "examples/s",
                    "num_workers"):
         assert phrase in text, phrase
     assert re.search(r"float16 +2048\n", text) and re.search(r"bfloat16 +256\n", text)
+    # md_amp_experiments: "both precisions reached the same test accuracy, 97 %"
+    for precision in ("float32", "bfloat16"):
+        assert re.search(precision + r" +loss per epoch .*test accuracy 0\.97\d", text), precision
     harness.assert_draws_a_figure(nb, "experiment_async_timeline", "experiment_timer_at_work",
                                   "experiment_crossover", "experiment_roofline",
                                   "experiment_batch_size")

@@ -295,6 +295,7 @@ def test_student_copy_experiments_say_what_to_implement():
 
 # --- grading: a named misconception costs its exercise, and feedback names it --------------------
 @pytest.mark.slow
+@pytest.mark.grader
 def test_grading_names_the_misconceptions_and_takes_only_their_points(tmp_path):
     import shutil
 
