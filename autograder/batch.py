@@ -20,6 +20,7 @@ import nbformat
 from autograder.course import REPO_ROOT, Course, UsageError
 from autograder.fingerprint import Fingerprint, changes, fingerprint
 from autograder.grade_one import MAX_SLOTS, Job, RunOptions, run_job
+from autograder.progress import Progress
 from autograder.record import record
 from autograder.reference import Reference
 from autograder.results import SubmissionResult, read_result
@@ -106,18 +107,23 @@ def grade_pending(course: Course, reference: Reference, release: nbformat.Notebo
                 hidden, p.fingerprint.digest) for p in pending]
     n_workers = max(1, min(workers or os.cpu_count() or 1, MAX_SLOTS))
     results = []
-    for job, outcome in _submit_all(jobs, n_workers, scheduler):
-        item = todo[job.student_id]
-        if isinstance(outcome, Exception):
-            print(f"skipped {job.student_id}: the grader failed on this submission "
-                  f"({type(outcome).__name__}: {outcome})", file=err)
-            continue
-        outcome.fingerprint = item.fingerprint.digest
-        outcome.fingerprint_parts = item.fingerprint.parts
-        outcome.regraded_because = item.because
-        record(course, outcome, item.submission.path, release, item.submission.notebook)
-        flag = f"  [flagged: {'; '.join(outcome.flags)}]" if outcome.flags else ""
-        print(f"graded {job.student_id}: {outcome.score:g} / {outcome.max_score:g}{flag}",
-              file=out, flush=True)
-        results.append(outcome)
+    progress = Progress(len(jobs), out)
+    try:
+        for job, outcome in _submit_all(jobs, n_workers, scheduler):
+            item = todo[job.student_id]
+            if isinstance(outcome, Exception):
+                progress.finished(f"skipped {job.student_id}: the grader failed on this "
+                                  f"submission ({type(outcome).__name__}: {outcome})",
+                                  failed=True, stream=err)
+                continue
+            outcome.fingerprint = item.fingerprint.digest
+            outcome.fingerprint_parts = item.fingerprint.parts
+            outcome.regraded_because = item.because
+            record(course, outcome, item.submission.path, release, item.submission.notebook)
+            flag = f"  [flagged: {'; '.join(outcome.flags)}]" if outcome.flags else ""
+            progress.finished(f"graded {job.student_id}: {outcome.score:g} / "
+                              f"{outcome.max_score:g}{flag}")
+            results.append(outcome)
+    finally:
+        progress.close()
     return results

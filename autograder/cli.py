@@ -1,9 +1,10 @@
-"""Command line: ``python -m autograder {release,grade,export,feedback,report,lint}`` from the
-repository root."""
+"""Command line: ``python -m autograder [--course PATH] {release,grade,export,feedback,report,
+lint}``; the course is the repository's root unless ``--course`` names another."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m autograder",
         description="Release, grade, export and give feedback for the course's lessons.")
+    parser.add_argument("--course", type=Path, default=None, metavar="PATH",
+                        help="the course root: the folder holding solutions/ and course/ "
+                             "(default: this repository)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("release", help="regenerate course/ from solutions/ (all lessons by "
@@ -85,10 +89,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _course_at(path: Path) -> Course:
+    root = path.expanduser().resolve()
+    if not root.is_dir():
+        raise UsageError(f"--course {path}: no such folder")
+    if not (root / "solutions").is_dir():
+        raise UsageError(f"--course {path}: no solutions/ folder there (a course root holds "
+                         f"solutions/, the instructor's notebooks, and course/, the release)")
+    return Course(root)
+
+
+def _interpreter_on_path() -> None:
+    """Put this interpreter's folder first on PATH, for the tools nbgrader runs by name
+    (``alembic``): a virtual environment's python run without activating it (cron, IDEs, hub
+    services) would otherwise find none, or another environment's."""
+    folder = str(Path(sys.executable).parent)
+    entries = os.environ.get("PATH", "").split(os.pathsep)
+    if entries[:1] != [folder]:
+        os.environ["PATH"] = os.pathsep.join([folder, *(e for e in entries if e)])
+
+
 def main(argv: list[str] | None = None, course: Course | None = None) -> int:
     args = build_parser().parse_args(argv)
-    course = course or Course()
+    _interpreter_on_path()
     try:
+        course = course or (_course_at(args.course) if args.course else Course())
         if args.command == "release":
             from autograder.release import release
 

@@ -55,10 +55,38 @@ def _generate(course: Course, lesson: str, release_dir: Path, *, db_url: str) ->
     coursedir.assignment_id = lesson
     converter = GenerateAssignment(coursedir=coursedir, config=config)
     converter.log.setLevel(logging.WARNING)
+    errors = _ErrorRecords()
+    converter.log.addHandler(errors)
     try:
         converter.start()
     except Exception as exc:  # nbgrader raises NbGraderException with the details logged
-        raise UsageError(f"nbgrader could not generate {lesson}: {exc}") from exc
+        raise UsageError(f"nbgrader could not generate {lesson}: "
+                         f"{errors.cause() or exc}") from exc
+    finally:
+        converter.log.removeHandler(errors)
+
+
+class _ErrorRecords(logging.Handler):
+    """What nbgrader logged at ERROR while it ran: its exceptions say only "see the above
+    traceback", so the cause is taken from here, for the one line the instructor reads."""
+
+    GENERIC = ("There was an error processing", "Please see")
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def cause(self) -> str:
+        """The last line of the first traceback logged (``Type: message``), else nbgrader's
+        first specific message, on one line; '' if it logged nothing useful."""
+        for message in self.messages:
+            if message.startswith("Traceback (most recent call last)"):
+                return message.strip().splitlines()[-1].strip()
+        specific = [m for m in self.messages if not m.startswith(self.GENERIC)]
+        return " ".join(specific[0].split()) if specific else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,24 +191,31 @@ def release(course: Course, lessons: list[str] | None = None, *,
         raise UsageError(f"no lessons found in {course.solutions}")
     folder = default_cache(course) if cache is True else (cache or None)
     written = []
-    for lesson in lessons:
-        reference = cached_reference(course, lesson, folder)
-        with tempfile.TemporaryDirectory(prefix="release-") as scratch:
-            # A throwaway gradebook: releasing must not touch the instructor's grades.
-            _generate(course, lesson, Path(scratch) / "out",
-                      db_url=f"sqlite:///{Path(scratch) / 'release.db'}")
-            generated = Path(scratch) / "out" / lesson
-            notebook = generated / f"{lesson}.ipynb"
-            nb = nbformat.read(notebook, as_version=4)
-            bake(nb, reference)
-            nbformat.write(nb, notebook)
-            target = course.release / lesson
-            course.release.mkdir(exist_ok=True)
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(generated, target)
-        written.append(course.release_notebook(lesson))
+    # One throwaway gradebook for the whole release: releasing must not touch the
+    # instructor's grades, and setting up a new one costs nbgrader seconds each time.
+    with tempfile.TemporaryDirectory(prefix="release-db-") as db_folder:
+        db_url = f"sqlite:///{Path(db_folder) / 'release.db'}"
+        for lesson in lessons:
+            written.append(_release_one(course, lesson, cached_reference(course, lesson, folder),
+                                        db_url))
     return written
+
+
+def _release_one(course: Course, lesson: str, reference: Reference, db_url: str) -> Path:
+    """Generate, bake and move into place one lesson of course/; the notebook written."""
+    with tempfile.TemporaryDirectory(prefix="release-") as scratch:
+        _generate(course, lesson, Path(scratch) / "out", db_url=db_url)
+        generated = Path(scratch) / "out" / lesson
+        notebook = generated / f"{lesson}.ipynb"
+        nb = nbformat.read(notebook, as_version=4)
+        bake(nb, reference)
+        nbformat.write(nb, notebook)
+        target = course.release / lesson
+        course.release.mkdir(exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(generated, target)
+    return course.release_notebook(lesson)
 
 
 def record_in_gradebook(course: Course, lesson: str) -> None:

@@ -187,3 +187,82 @@ def test_lint_counts_mistakes_and_hidden_scenarios_from_the_export(tmp_path):
     nbformat.write(nb, path)
     problems = [str(p) for p in lint(course, [LESSON])]
     assert any("names 1 mistake(s); at least 3 are required" in p for p in problems), problems
+
+
+# --- the command line from anywhere, and what it says as it goes -----------------------------
+def test_commands_work_from_another_folder_on_another_course_without_activation(tmp_path):
+    """``--course PATH`` from any working folder, and a venv's python run by its path with a
+    PATH that does not hold the venv (cron, IDEs, hub services): nbgrader's ``alembic`` is
+    still found. The grader itself is not installed as a package yet: PYTHONPATH names it."""
+    course = make_course(tmp_path)
+    (course.release / LESSON).rename(tmp_path / "old-release")  # released afresh below
+    subs = class_of(tmp_path, 2)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {key: value for key, value in __import__("os").environ.items()
+           if key not in ("VIRTUAL_ENV", "PYTHONHOME")}
+    env.update(PATH="/usr/bin:/bin", PYTHONPATH=str(REPO_ROOT))
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "autograder", "--course", str(course.root),
+                               *args], cwd=elsewhere, env=env, capture_output=True, text=True,
+                              timeout=600)
+
+    done = run("release", LESSON)
+    assert done.returncode == 0, done.stderr
+    assert (course.release_notebook(LESSON).read_bytes()
+            == (tmp_path / "old-release" / f"{LESSON}.ipynb").read_bytes())
+    done = run("grade", LESSON, "--submissions", str(subs), "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("graded ")]
+    assert len(lines) == 2, done.stdout
+    assert lines[0].split("  [")[1].startswith("1/2, about ") and lines[1].endswith("  [2/2]")
+    assert scores(course) == {"student00": 1.0, "student01": 0.0}
+
+
+def test_a_course_that_is_not_one_is_a_clear_error(tmp_path):
+    for path, words in ((tmp_path / "missing", "no such folder"),
+                        (tmp_path, "no solutions/ folder there")):
+        done = subprocess.run([sys.executable, "-m", "autograder", "--course", str(path),
+                               "release"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 2 and words in done.stderr
+        assert done.stderr.strip().count("\n") == 0, done.stderr
+
+
+def test_nbgrader_failures_say_their_cause_on_one_line(tmp_path, monkeypatch):
+    from autograder.course import UsageError
+    from autograder.release import release
+
+    course = make_course(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))  # nbgrader cannot run alembic
+    with pytest.raises(UsageError) as caught:
+        release(course, [LESSON])
+    message = str(caught.value)
+    assert message.startswith(f"nbgrader could not generate {LESSON}: FileNotFoundError")
+    assert "'alembic'" in message and "\n" not in message and "above traceback" not in message
+
+
+def test_progress_counts_failures_and_estimates_the_time_left():
+    import io
+
+    from autograder.progress import Progress
+
+    now = [100.0]
+    out = io.StringIO()
+    progress = Progress(4, out, clock=lambda: now[0])
+    assert progress.status() == "0/4"
+    now[0] += 40
+    progress.finished("graded a: 1 / 1")
+    now[0] += 20
+    progress.finished("skipped b: the grader failed", failed=True)
+    now[0] += 30  # 90 s for 3 submissions: 30 s each, one left
+    progress.finished("graded c: 0 / 1")
+    assert progress.status() == "3/4, 1 failed, about 30 s left"
+    now[0] += 6000
+    progress.finished("graded d: 1 / 1")
+    assert out.getvalue().splitlines() == [
+        "graded a: 1 / 1  [1/4, about 2 min left]",
+        "skipped b: the grader failed  [2/4, 1 failed, about 60 s left]",
+        "graded c: 0 / 1  [3/4, 1 failed, about 30 s left]",
+        "graded d: 1 / 1  [4/4, 1 failed]"]
