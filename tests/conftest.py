@@ -95,25 +95,46 @@ _LESSON_FILE = re.compile(r"test_l(\d\d)_")
 _LESSON_PARAM = re.compile(r"\[(?:.*-)?(\d\d)_[a-z]")
 
 
+def lesson_of(file_name: str, test_name: str) -> str | None:
+    """"06" for a test of lesson 06, by its file name or its lesson parameter."""
+    found = _LESSON_FILE.match(file_name) or _LESSON_PARAM.search(test_name)
+    return found.group(1) if found else None
+
+
 def pytest_collection_modifyitems(config, items):
-    """Mark each test with its lesson (``-m lesson06``), by file name or lesson parameter, and
-    with the group of tests that must share one pytest-xdist worker (``--dist loadgroup``):
+    """Mark each test with its lesson (``-m lesson06``)."""
+    for item in items:
+        lesson = lesson_of(item.path.name, item.name)
+        if lesson:
+            item.add_marker(f"lesson{lesson}")
+
+
+def worker_group(nodeid: str) -> str:
+    """The tests that must share one pytest-xdist worker, by node id:
 
     - ``browser``: the browser tests share one JupyterLab and one Chromium;
-    - ``grader``: everything that grades (tests/autograder, and tests marked ``grader``) runs
-      sandboxes whose uids and process limits are per worker slot, not per test process;
-    - ``lessonNN``: a lesson's tests share one kernel run of its notebooks (lesson_harness).
+    - ``grader``: everything that grades (tests/autograder) runs sandboxes whose uids and
+      process limits are per grading process, so two workers must not grade at once;
+    - ``lessonNN``: a lesson's tests share one kernel run of its notebooks (lesson_harness);
+    - any other test is a group of its own.
     """
-    autograder_tests = Path(__file__).parent / "autograder"
-    for item in items:
-        found = _LESSON_FILE.match(item.path.name) or _LESSON_PARAM.search(item.name)
-        if found:
-            item.add_marker(f"lesson{found.group(1)}")
-        if item.get_closest_marker("browser"):
-            group = "browser"
-        elif autograder_tests in item.path.parents or item.get_closest_marker("grader"):
-            group = "grader"
-        else:
-            group = f"lesson{found.group(1)}" if found else None
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+    for folder, group in (("tests/browser/", "browser"), ("tests/autograder/", "grader")):
+        if nodeid.startswith(folder):
+            return group
+    path, _, name = nodeid.partition("::")
+    lesson = lesson_of(path.rsplit("/", 1)[-1], name)
+    return f"lesson{lesson}" if lesson else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent when it is not installed
+def pytest_xdist_make_scheduler(config, log):
+    """Schedule by :func:`worker_group`, in collection order (the two longest groups, grader
+    and browser, come first and start at once). pytest-xdist's own ``--dist loadgroup`` reads
+    ``xdist_group`` marks by rewriting node ids, which pytest 9 no longer lets it do."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkerGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return ByWorkerGroup(config, log)

@@ -94,3 +94,39 @@ def test_every_lesson_grades_its_own_solution_full_and_its_release_zero(lesson, 
     assert results["instructor"].score == results["instructor"].max_score > 0, messages
     assert results["untouched"].score == 0
     assert not results["instructor"].flags
+
+
+def test_lesson10_round_trip_names_the_misconceptions_and_takes_only_their_points(tmp_path):
+    """The compression lesson: a reversed pruning condition and a distillation loss without
+    T**2 each cost exactly their check, and the feedback names the mistake."""
+    import shutil
+
+    lesson = "10_compression"
+    root = tmp_path / "root"
+    for folder in ("solutions", "course"):
+        shutil.copytree(REPO_ROOT / folder / lesson, root / folder / lesson)
+    course = Course(root)
+    answers = answer_sources(lesson)
+    largest = dict(answers)
+    largest["magnitude_prune_mask"] = answers["magnitude_prune_mask"].replace(
+        "keep[order[:n_prune]] = False", "keep[order[::-1][:n_prune]] = False")
+    unscaled = dict(answers)
+    unscaled["distillation_loss"] = answers["distillation_loss"].replace(
+        "kd = T**2 * np.sum", "kd = np.sum").replace("alpha * T * (np.exp", "alpha / T * (np.exp")
+    assert largest != answers and unscaled != answers
+    subs = tmp_path / "subs"
+    write_submission(subs, "instructor", submission(lesson, answers))
+    write_submission(subs, "largest_pruned", submission(lesson, largest))
+    write_submission(subs, "no_t_squared", submission(lesson, unscaled))
+    assert main(["grade", lesson, "--submissions", str(subs)], course) == 0
+    results = {r.student_id: r for r in load_results(course, lesson)}
+    full = results["instructor"].max_score
+    assert full == 10 and results["instructor"].score == full
+    for student, check_id, words in (
+            ("largest_pruned", "test_magnitude_prune_mask", "the condition is reversed"),
+            ("no_t_squared", "test_distillation_loss", "no T**2")):
+        result = results[student]
+        check = next(c for c in result.checks if c.grade_id == check_id)
+        assert result.score == full - check.points, student
+        messages = [e.message for e in check.exercises]
+        assert any(words in message for message in messages), messages
