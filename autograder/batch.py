@@ -21,10 +21,11 @@ from autograder.course import REPO_ROOT, Course, UsageError
 from autograder.fingerprint import Fingerprint, changes, fingerprint
 from autograder.grade_one import MAX_SLOTS, Job, RunOptions, run_job
 from autograder.progress import Progress
-from autograder.record import record
+from autograder.record import record, record_time
 from autograder.reference import Reference
 from autograder.results import SubmissionResult, read_result
 from autograder.submissions import Readable
+from autograder.timestamps import iso
 
 
 @dataclass
@@ -47,6 +48,11 @@ def split_unchanged(course: Course, lesson: str, readable: list[Readable], grade
         if previous is not None and previous.fingerprint == current.digest and not force:
             print(f"unchanged {item.student_id}: {previous.score:g} / {previous.max_score:g}",
                   file=out)
+            if (previous.submitted_at, previous.submitted_from) != (
+                    iso(item.submitted_at), item.submitted_from):
+                previous.submitted_at = iso(item.submitted_at)
+                previous.submitted_from = item.submitted_from
+                record_time(course, previous)
             kept.append(previous)
         else:
             pending.append(Pending(item, current, _why(previous, current)))
@@ -119,6 +125,8 @@ def grade_pending(course: Course, reference: Reference, release: nbformat.Notebo
             outcome.fingerprint = item.fingerprint.digest
             outcome.fingerprint_parts = item.fingerprint.parts
             outcome.regraded_because = item.because
+            outcome.submitted_at = iso(item.submission.submitted_at)
+            outcome.submitted_from = item.submission.submitted_from
             record(course, outcome, item.submission.path, release, item.submission.notebook)
             flag = f"  [flagged: {'; '.join(outcome.flags)}]" if outcome.flags else ""
             progress.finished(f"graded {job.student_id}: {outcome.score:g} / "

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grade on an existing Dask cluster (tcp://host:8786)")
     p.add_argument("--force", action="store_true",
                    help="regrade submissions that are unchanged since they were graded")
+    p.add_argument("--timestamps", type=Path, metavar="FILE",
+                   help="a CSV of student_id,timestamp rows: when each submission was handed "
+                        "in (default: the folder's timestamp.txt, else the file's time)")
 
     p = sub.add_parser("export", help="write the gradebook as CSV (and for Gradescope, Canvas)")
     p.add_argument("--csv", type=Path, metavar="FILE",
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None, course: Course | None = None) -> int:
             results = grade(course, args.lesson, args.submissions, workers=args.workers,
                             cell_timeout=args.cell_timeout, budget=args.timeout,
                             sandbox=not args.no_sandbox, scheduler=args.scheduler,
-                            force=args.force)
+                            force=args.force, timestamps=args.timestamps)
             print(f"{len(results)} submission(s) of {args.lesson} graded")
         elif args.command == "export":
             from autograder.export import (

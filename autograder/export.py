@@ -12,23 +12,40 @@ from pathlib import Path
 
 from autograder.course import Course, UsageError
 from autograder.gradebook import scores_table
+from autograder.late import load_policy
 from autograder.results import atomic_write, graded_lessons, load_results, scan_results
+from autograder.timestamps import iso
 
-COLUMNS = ("student_id", "lesson", "score", "max_score")
+#: score is the raw score the checks gave; final_score is after the late policy's penalty.
+COLUMNS = ("student_id", "lesson", "score", "max_score", "submitted_at", "late", "penalty",
+           "final_score")
+
+
+def final_scores(course: Course) -> list[tuple]:
+    """The gradebook's rows with the late policy applied: each row's COLUMNS values."""
+    policy = load_policy(course)
+    rows = []
+    for row in scores_table(course):
+        lateness = policy.judge(row.lesson, row.submitted_at, row.score, row.max_score)
+        rows.append((row.student_id, row.lesson, row.score, row.max_score,
+                     iso(row.submitted_at) if row.submitted_at else "", lateness.describe(),
+                     lateness.penalty, lateness.final_score))
+    return rows
 
 
 def export_csv(course: Course, path: Path) -> int:
-    """Write ``student_id,lesson,score,max_score`` rows to ``path``; return the row count."""
+    """Write one row of COLUMNS per student and lesson to ``path``; return the row count."""
     if path.is_dir():
         raise UsageError(f"'{path}' is a folder; give a file name such as grades.csv")
     if not path.parent.resolve().is_dir():
         raise UsageError(f"folder '{path.parent}' does not exist")
-    rows = scores_table(course)
+    rows = final_scores(course)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
-    for student_id, lesson, score, max_score in rows:
-        writer.writerow((student_id, lesson, f"{score:g}", f"{max_score:g}"))
+    for student_id, lesson, score, max_score, submitted, late, penalty, final in rows:
+        writer.writerow((student_id, lesson, f"{score:g}", f"{max_score:g}", submitted, late,
+                         f"{penalty:g}", f"{final:g}"))
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(buffer.getvalue(), encoding="utf-8")
     os.replace(tmp, path)
@@ -70,14 +87,15 @@ def export_gradescope(course: Course, folder: Path) -> int:
 
 def export_canvas(course: Course, path: Path) -> int:
     """A CSV that Canvas's gradebook import accepts: one row per student, one column per
-    graded lesson, a "Points Possible" row; students are matched by SIS Login ID."""
+    graded lesson (the score after the late policy), a "Points Possible" row; students are
+    matched by SIS Login ID."""
     if path.is_dir():
         raise UsageError(f"'{path}' is a folder; give a file name such as canvas.csv")
-    rows = scores_table(course)
-    lessons = sorted({lesson for _, lesson, _, _ in rows})
-    maxima = {lesson: max_score for _, lesson, _, max_score in rows}
-    students = sorted({student for student, *_ in rows})
-    scores = {(student, lesson): score for student, lesson, score, _ in rows}
+    rows = final_scores(course)
+    lessons = sorted({row[1] for row in rows})
+    maxima = {row[1]: row[3] for row in rows}
+    students = sorted({row[0] for row in rows})
+    scores = {(row[0], row[1]): row[7] for row in rows}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", *lessons])

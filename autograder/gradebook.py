@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from nbgrader.api import (
@@ -35,25 +36,27 @@ def has_lesson(course: Course, lesson: str) -> bool:
 
 
 def record_submission(course: Course, lesson: str, student_id: str,
-                      scores: dict[str, float], flagged: bool) -> None:
+                      scores: dict[str, float], flagged: bool,
+                      submitted_at: datetime | None = None) -> None:
     """Store a student's automatic scores for ``lesson``, all of them or none.
 
     ``scores`` maps each check cell's grade_id to its points. Manual scores an instructor
-    gave in formgrader are kept; automatic ones are replaced.
+    gave in formgrader are kept; automatic ones are replaced. ``submitted_at`` is when the
+    work was handed in (nbgrader's submission timestamp; the grading time if not known).
     """
     with open_gradebook(course) as gb:
         session = gb.db
         try:
             with session.no_autoflush:
                 _stage_submission(session, gb.find_assignment(lesson), student_id, scores,
-                                  flagged)
+                                  flagged, submitted_at or datetime.now(timezone.utc))
             session.commit()
         except Exception:
             session.rollback()
             raise
 
 
-def _stage_submission(session, assignment, student_id, scores, flagged) -> None:
+def _stage_submission(session, assignment, student_id, scores, flagged, submitted_at) -> None:
     student = session.query(Student).filter_by(id=student_id).one_or_none()
     if student is None:
         student = Student(id=student_id)
@@ -63,7 +66,7 @@ def _stage_submission(session, assignment, student_id, scores, flagged) -> None:
     if submission is None:
         submission = SubmittedAssignment(assignment=assignment, student=student)
         session.add(submission)
-    submission.timestamp = datetime.now(timezone.utc).replace(tzinfo=None)
+    submission.timestamp = submitted_at.astimezone(timezone.utc).replace(tzinfo=None)
     for notebook in assignment.notebooks:
         sub_nb = next((n for n in submission.notebooks if n.notebook == notebook), None)
         if sub_nb is None:
@@ -89,8 +92,19 @@ def add_student(course: Course, student_id: str) -> None:
         gb.update_or_create_student(student_id)
 
 
-def scores_table(course: Course) -> list[tuple[str, str, float, float]]:
-    """(student_id, lesson, score, max_score) for every student and every graded lesson.
+@dataclass(frozen=True)
+class ScoreRow:
+    """One student's raw score for one lesson, and when the work was handed in."""
+
+    student_id: str
+    lesson: str
+    score: float
+    max_score: float
+    submitted_at: datetime | None  # aware, UTC; None without a submission
+
+
+def scores_table(course: Course) -> list[ScoreRow]:
+    """A row for every student and every graded lesson.
 
     A lesson counts once at least one submission of it was graded; a student without a
     submission for it scores 0 (as nbgrader's own export does).
@@ -103,9 +117,11 @@ def scores_table(course: Course) -> list[tuple[str, str, float, float]]:
         for student in sorted(gb.students, key=lambda s: s.id):
             for assignment in lessons:
                 try:
-                    score = gb.find_submission(assignment.name, student.id).score
+                    found = gb.find_submission(assignment.name, student.id)
+                    score, when = found.score, found.timestamp
                 except MissingEntry:
-                    score = 0.0
-                rows.append((student.id, assignment.name, float(score),
-                             float(assignment.max_score)))
+                    score, when = 0.0, None
+                rows.append(ScoreRow(student.id, assignment.name, float(score),
+                                     float(assignment.max_score),
+                                     when.replace(tzinfo=timezone.utc) if when else None))
     return rows

@@ -29,12 +29,13 @@ from autograder.reference import cached_reference, default_cache
 from autograder.release import record_in_gradebook
 from autograder.results import SubmissionResult
 from autograder.submissions import STUDENT_ID, find_submissions, read_all
+from autograder.timestamps import read_table
 
 
 def grade(course: Course, lesson: str, submissions: Path, *, workers: int | None = None,
           cell_timeout: float = 60, budget: float = 300, sandbox: bool = True,
-          scheduler: str | None = None, force: bool = False, out: TextIO | None = None,
-          err: TextIO | None = None) -> list[SubmissionResult]:
+          scheduler: str | None = None, force: bool = False, timestamps: Path | None = None,
+          out: TextIO | None = None, err: TextIO | None = None) -> list[SubmissionResult]:
     """Grade every student folder in ``submissions`` for ``lesson``; return the results.
 
     With ``sandbox`` (the default) every student kernel runs in :mod:`autograder.sandbox`;
@@ -42,12 +43,14 @@ def grade(course: Course, lesson: str, submissions: Path, *, workers: int | None
     code with the grader's own rights, for trusted submissions only. ``scheduler`` grades on
     a Dask cluster; this process stays the only gradebook writer. A submission graded before,
     unchanged, by the same grader (see :mod:`autograder.fingerprint`), is not graded again
-    unless ``force``.
+    unless ``force``. ``timestamps`` is a CSV of ``student_id,timestamp`` rows: when each
+    submission was handed in (see :mod:`autograder.timestamps` for the other sources).
     """
     out, err = out or sys.stdout, err or sys.stderr
     lesson = course.check_lesson(lesson)
     options = RunOptions(cell_timeout, budget, sandbox)
     _check_isolation(options, scheduler, err)
+    table = read_table(timestamps) if timestamps else None
     found = find_submissions(submissions)
     release = _read_release(course, lesson)
     if not gradebook.has_lesson(course, lesson):
@@ -58,7 +61,7 @@ def grade(course: Course, lesson: str, submissions: Path, *, workers: int | None
         if STUDENT_ID.match(student_id):  # listed, so the export shows a 0
             gradebook.add_student(course, student_id)
 
-    readable = read_all(found, skipped)
+    readable = read_all(found, skipped, table)
     if not readable:
         return []
     reference = cached_reference(course, lesson, default_cache(course))

@@ -19,6 +19,7 @@ from autograder import gradebook
 from autograder.assemble import is_answer_cell, is_check_cell, nbgrader_meta
 from autograder.course import Course
 from autograder.results import SubmissionResult, atomic_write, write_result
+from autograder.timestamps import parse_time
 
 
 def autograded_notebook(release: nbformat.NotebookNode, submission: nbformat.NotebookNode,
@@ -57,5 +58,17 @@ def record(course: Course, result: SubmissionResult, original: Path,
     atomic_write(course.autograded / sid / lesson / f"{lesson}.ipynb",
                  nbformat.writes(autograded_notebook(release, submission, result)))
     gradebook.record_submission(course, lesson, sid, {c.grade_id: c.score for c in result.checks},
-                                flagged=bool(result.flags))
+                                flagged=bool(result.flags),
+                                submitted_at=parse_time(result.submitted_at)
+                                if result.submitted_at else None)
+    write_result(course, result)
+
+
+def record_time(course: Course, result: SubmissionResult) -> None:
+    """An unchanged submission handed in again (a new ``timestamp.txt``, a new table): keep
+    its grade, record its new time (gradebook first, results.json last, as :func:`record`)."""
+    gradebook.record_submission(course, result.lesson, result.student_id,
+                                {c.grade_id: c.score for c in result.checks},
+                                flagged=bool(result.flags),
+                                submitted_at=parse_time(result.submitted_at))
     write_result(course, result)

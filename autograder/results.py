@@ -54,6 +54,10 @@ class SubmissionResult:
     # Seconds the grader spent on the submission (assembling, running the student's kernel,
     # judging); None in results written before it was recorded.
     runtime_s: float | None = None
+    # When it was handed in (ISO 8601, UTC) and where that time was read
+    # (autograder.timestamps); '' in results written before it was recorded.
+    submitted_at: str = ""
+    submitted_from: str = ""
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
 
 from autograder.course import UsageError
+from autograder.timestamps import submitted_at
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
@@ -85,16 +87,21 @@ def read_submission(path: Path) -> nbformat.NotebookNode:
 
 @dataclass
 class Readable:
-    """A submission that parsed: where it is, the SHA-256 of its bytes, and the notebook."""
+    """A submission that parsed: where it is, the SHA-256 of its bytes, the notebook, and
+    when it was handed in (see :mod:`autograder.timestamps`)."""
 
     student_id: str
     path: Path
     sha256: str
     notebook: nbformat.NotebookNode
+    submitted_at: datetime
+    submitted_from: str  # where that time was read
 
 
-def read_all(found: list[Found], skipped) -> list[Readable]:
-    """The submissions that can be graded; ``skipped(student_id, reason)`` hears of the rest."""
+def read_all(found: list[Found], skipped,
+             timestamps: dict[str, datetime] | None = None) -> list[Readable]:
+    """The submissions that can be graded; ``skipped(student_id, reason)`` hears of the rest.
+    ``timestamps`` (student id -> time) is the table given to ``grade --timestamps``."""
     readable = []
     for item in found:
         try:
@@ -105,5 +112,8 @@ def read_all(found: list[Found], skipped) -> list[Readable]:
             skipped(item.student_id, str(exc))
             continue
         digest = hashlib.sha256(item.notebook.read_bytes()).hexdigest()
-        readable.append(Readable(item.student_id, item.notebook, digest, notebook))
+        folder = next(p for p in item.notebook.parents if p.name == item.student_id)
+        moment, source = submitted_at(item.student_id, folder, item.notebook, timestamps)
+        readable.append(Readable(item.student_id, item.notebook, digest, notebook, moment,
+                                 source))
     return readable

@@ -458,7 +458,9 @@ def test_hidden_scenarios_are_named_but_their_inputs_never_shown(first_run):
 def test_gradebook_export_matches_the_results(graded, first_run, tmp_path):
     course, _ = graded
     rows = export(course, tmp_path / "grades.csv")
-    assert list(rows[0]) == ["student_id", "lesson", "score", "max_score"]
+    assert list(rows[0]) == ["student_id", "lesson", "score", "max_score", "submitted_at",
+                             "late", "penalty", "final_score"]
+    assert all(r["late"] == "" and r["final_score"] == r["score"] for r in rows)  # no policy
     scores = {r["student_id"]: float(r["score"]) for r in rows if r["lesson"] == LESSON}
     assert {s: v for s, v in scores.items() if s in CASES} == {
         s: float(points) for s, (_, points, _) in CASES.items()}

@@ -287,7 +287,8 @@ def test_export_mistakes_keeps_the_other_exports(graded_course, tmp_path):
     assert {r["lesson"] for r in rows} == {LESSON} and len(rows) == 3 * 6 + 3
     assert main(["export", "--csv", str(tmp_path / "g.csv"), "--mistakes",
                  str(tmp_path / "m.csv")], graded_course) == 0  # no gradebook: no rows
-    assert (tmp_path / "g.csv").read_text() == "student_id,lesson,score,max_score\n"
+    assert (tmp_path / "g.csv").read_text() == (
+        "student_id,lesson,score,max_score,submitted_at,late,penalty,final_score\n")
 
 
 @pytest.mark.parametrize("args, words", [
