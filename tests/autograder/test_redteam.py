@@ -468,11 +468,27 @@ def test_gradebook_export_matches_the_results(graded, first_run, tmp_path):
     assert all(scores[student] == 0.0 for student in BROKEN)
 
 
+#: Regraded with --force: honest work, a wrong answer, and each kind of attack.
+REGRADED = ["instructor", "honest_colab", "wrong_whole_array", "cheat_forged_probe",
+            "cheat_lying_subclass", "tamper_edited_check_cell", "fs_read_solutions",
+            "grader_write_gradebook"]
+
+
 def test_regrading_is_idempotent(graded, first_run, tmp_path):
+    """The same submissions graded again from scratch (--force, the first run's limits) get
+    the same export rows. A representative part of the class is regraded: all of it would
+    double the red team's time (skipping unchanged work: test_grader_ops.py)."""
+    import shutil
+
     course, subs = graded
+    again = tmp_path / "again"
+    for student in REGRADED:
+        shutil.copytree(subs / student, again / student)
+    limits = ["--workers", "2", "--cell-timeout", "12", "--timeout", "45"]
     before = export(course, tmp_path / "before.csv")
-    assert main(["grade", LESSON, "--submissions", str(subs)], course) == 0
+    assert main(["grade", LESSON, "--submissions", str(again), "--force", *limits], course) == 0
     assert export(course, tmp_path / "after.csv") == before
+    assert {r["student_id"] for r in before} >= set(REGRADED)
 
 
 def test_feedback_pages_escape_student_output(graded, first_run):

@@ -375,12 +375,18 @@ class Lesson:
         return int(count), sha1
 
     # -- widgets -------------------------------------------------------------------------------
-    def widget_node(self, index: int):
+    def widget_node(self, index: int, timeout: float = 30):
+        """The widget output's DOM node. The output area may replace a node after
+        find_widgets tagged it (a view that renders late, a display update): then the widget
+        outputs are tagged again, in the same order, until the node is there."""
         node = self.page.locator(f'[data-bt-widget="{index}"]')
-        if node.count() == 0:
-            # The output area re-rendered since find_widgets tagged it (a late display update
-            # replaces the node): tag the widget outputs again, in the same order.
-            self.page.evaluate(_WIDGETS, self.path)
+
+        def present():
+            if node.count() == 0:
+                self.page.evaluate(_WIDGETS, self.path)
+            return node.count() > 0
+
+        wait_until(present, timeout, interval=0.5, what=f"the DOM node of widget {index}")
         return node
 
     def find_widgets(self) -> list[WidgetReport]:
