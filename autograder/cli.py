@@ -1,5 +1,5 @@
-"""Command line: ``python -m autograder [--course PATH] {release,grade,export,feedback,report,
-lint}``; the course is the repository's root unless ``--course`` names another."""
+"""Command line: ``python -m autograder [--course PATH] {release,grade,export,gradescope,
+feedback,report,lint}``; the course is the repository's root unless ``--course`` names another."""
 
 from __future__ import annotations
 
@@ -74,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mistakes", type=Path, metavar="FILE",
                    help="per exercise and named mistake, how many students (every graded "
                         "lesson)")
+
+    p = sub.add_parser("gradescope", help="write the autograder package Gradescope runs for "
+                                          "LESSON (a folder, or a .zip to upload)")
+    p.add_argument("lesson", metavar="LESSON")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="DIR_OR_ZIP")
+    p.add_argument("--visibility", default="visible",
+                   help="when students see the tests: visible (default), after_due_date, "
+                        "after_published or hidden")
+    p.add_argument("--stdout-visibility", default="hidden",
+                   help="when students see the grader's log (default hidden)")
 
     p = sub.add_parser("feedback", help="write one HTML page per student for LESSON")
     p.add_argument("lesson", metavar="LESSON")
@@ -151,6 +161,12 @@ def main(argv: list[str] | None = None, course: Course | None = None) -> int:
             if args.mistakes:
                 print(f"wrote {export_mistakes(course, args.mistakes)} row(s) to "
                       f"{args.mistakes}")
+        elif args.command == "gradescope":
+            from autograder.gradescope import build_package
+
+            out = build_package(course, args.lesson, args.output, visibility=args.visibility,
+                                stdout_visibility=args.stdout_visibility)
+            print(f"wrote the Gradescope autograder for {args.lesson} to {out}")
         elif args.command == "feedback":
             from autograder.feedback import write_feedback
 

@@ -58,24 +58,12 @@ def export_gradescope(course: Course, folder: Path) -> int:
     named in its output, never shown."""
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"'{folder}' is a file; give a folder for the Gradescope results")
+    from autograder.gradescope import results_json
+
     count = 0
     for lesson in course.lessons():
         for result in load_results(course, lesson):
-            tests = []
-            for check in result.checks:
-                share = check.points / max(len(check.exercises), 1)
-                for exercise in check.exercises:
-                    tests.append({
-                        "name": f"{check.grade_id}: {exercise.function}",
-                        "score": share if exercise.passed else 0.0,
-                        "max_score": share,
-                        "status": "passed" if exercise.passed else "failed",
-                        "output": exercise.message,
-                        "visibility": "visible",
-                    })
-            data = {"score": result.score, "output": f"{lesson}: {result.score:g} / "
-                    f"{result.max_score:g}", "visibility": "visible",
-                    "stdout_visibility": "hidden", "tests": tests}
+            data = results_json(result)
             path = folder / result.student_id / lesson / "results.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")

@@ -156,6 +156,15 @@ class Job:
     fingerprint: str
 
 
+def isolation_for(uid: int, hidden: list[str], budget: float) -> dict:
+    """The sandbox of one student kernel (see :mod:`autograder.sandbox`): ``hidden`` and the
+    temporary folders hidden, the Python installation and dlopt kept, CPU time capped a little
+    above the notebook's ``budget``."""
+    return {"uid": uid, "hide": sorted({*hidden, tempfile.gettempdir(), "/dev/shm"}),
+            "keep": sandboxing.paths_to_keep(),
+            "limits": asdict(sandboxing.Limits(cpu_seconds=int(budget) + 30))}
+
+
 MAX_SLOTS = 64
 _slots: queue.Queue[int] = queue.Queue()  # sandbox uids in use in this process
 for _slot in range(MAX_SLOTS):
@@ -171,10 +180,7 @@ def run_job(job: Job) -> SubmissionResult:
         if options.sandbox:
             if reason := sandboxing.available():
                 raise RuntimeError(f"cannot isolate student code on this machine: {reason}")
-            isolation = {"uid": sandboxing.BASE_UID + slot,
-                         "hide": sorted({*job.hidden, tempfile.gettempdir(), "/dev/shm"}),
-                         "keep": sandboxing.paths_to_keep(),
-                         "limits": asdict(sandboxing.Limits(cpu_seconds=int(options.budget) + 30))}
+            isolation = isolation_for(sandboxing.BASE_UID + slot, job.hidden, options.budget)
         result, _ = grade_notebook(
             job.reference, nbformat.from_dict(job.release), nbformat.from_dict(job.notebook),
             job.student_id, scratch / "work", cell_timeout=options.cell_timeout,
