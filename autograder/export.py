@@ -9,6 +9,7 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from autograder.course import Course, UsageError
 from autograder.gradebook import scores_table
@@ -16,20 +17,33 @@ from autograder.late import load_policy
 from autograder.results import atomic_write, graded_lessons, load_results, scan_results
 from autograder.timestamps import iso
 
-#: score is the raw score the checks gave; final_score is after the late policy's penalty.
-COLUMNS = ("student_id", "lesson", "score", "max_score", "submitted_at", "late", "penalty",
-           "final_score")
+
+class ExportRow(NamedTuple):
+    """One student and lesson: ``score`` as the checks gave it, ``final_score`` after the late
+    policy's ``penalty`` (see :mod:`autograder.late`)."""
+
+    student_id: str
+    lesson: str
+    score: float
+    max_score: float
+    submitted_at: str  # ISO 8601, UTC; '' without a submission
+    late: str  # "1 day 2 h late", or '' when on time
+    penalty: float
+    final_score: float
 
 
-def final_scores(course: Course) -> list[tuple]:
-    """The gradebook's rows with the late policy applied: each row's COLUMNS values."""
+COLUMNS = ExportRow._fields
+
+
+def final_scores(course: Course) -> list[ExportRow]:
+    """The gradebook's rows with the course's late policy applied."""
     policy = load_policy(course)
     rows = []
     for row in scores_table(course):
         lateness = policy.judge(row.lesson, row.submitted_at, row.score, row.max_score)
-        rows.append((row.student_id, row.lesson, row.score, row.max_score,
-                     iso(row.submitted_at) if row.submitted_at else "", lateness.describe(),
-                     lateness.penalty, lateness.final_score))
+        rows.append(ExportRow(row.student_id, row.lesson, row.score, row.max_score,
+                              iso(row.submitted_at) if row.submitted_at else "",
+                              lateness.describe(), lateness.penalty, lateness.final_score))
     return rows
 
 
@@ -43,9 +57,9 @@ def export_csv(course: Course, path: Path) -> int:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
-    for student_id, lesson, score, max_score, submitted, late, penalty, final in rows:
-        writer.writerow((student_id, lesson, f"{score:g}", f"{max_score:g}", submitted, late,
-                         f"{penalty:g}", f"{final:g}"))
+    for row in rows:
+        writer.writerow((row.student_id, row.lesson, f"{row.score:g}", f"{row.max_score:g}",
+                         row.submitted_at, row.late, f"{row.penalty:g}", f"{row.final_score:g}"))
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(buffer.getvalue(), encoding="utf-8")
     os.replace(tmp, path)
@@ -80,10 +94,10 @@ def export_canvas(course: Course, path: Path) -> int:
     if path.is_dir():
         raise UsageError(f"'{path}' is a folder; give a file name such as canvas.csv")
     rows = final_scores(course)
-    lessons = sorted({row[1] for row in rows})
-    maxima = {row[1]: row[3] for row in rows}
-    students = sorted({row[0] for row in rows})
-    scores = {(row[0], row[1]): row[7] for row in rows}
+    lessons = sorted({row.lesson for row in rows})
+    maxima = {row.lesson: row.max_score for row in rows}
+    students = sorted({row.student_id for row in rows})
+    scores = {(row.student_id, row.lesson): row.final_score for row in rows}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", *lessons])
