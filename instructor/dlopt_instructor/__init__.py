@@ -27,6 +27,9 @@ Modules
     Lesson 09: the timer's ground truth, the loss-scale reference.
 :mod:`~dlopt_instructor.compression`
     Lesson 10: pruning, quantization and distillation references.
+:mod:`~dlopt_instructor.distributed`
+    Lesson 11: the ring all-reduce and its time, DistributedSampler, data-parallel and
+    accumulated gradients through autograd, ZeRO's memory measured on torch's tensors.
 """
 
 __all__: list[str] = []

@@ -43,6 +43,7 @@ lesson                    package
 08_pytorch_from_numpy     :mod:`dlopt.lessons.l08_pytorch_from_numpy`
 09_performance            :mod:`dlopt.lessons.l09_performance`
 10_compression            :mod:`dlopt.lessons.l10_compression`
+11_distributed            :mod:`dlopt.lessons.l11_distributed`
 ========================  ===========================================================
 
 Importing ``dlopt`` has no side effects: no rcParams, no seeds, no downloads.

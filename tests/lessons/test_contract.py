@@ -72,13 +72,15 @@ FEWEST_SCENARIOS = {
 }
 # Student experiment cells that need not say "implement ... first", since they use no learner
 # function: 00's demonstrations; 08's tensor tour and its GPU cells, which on a machine without a
-# GPU only explain what they would measure; 09's measurements of torch's own kernels.
+# GPU only explain what they would measure; 09's measurements of torch's own kernels; 11's
+# threads against processes.
 EXPERIMENTS_WITHOUT_EXERCISES = {
     "00_start_here": {"timing_demo", "widget_check", "feedback_demo"},
     "08_pytorch_from_numpy": {"experiment_tensors", "experiment_gpu_matmul",
                               "experiment_gpu_training"},
     "09_performance": {"experiment_async_timeline", "experiment_compile", "experiment_precision",
                        "experiment_batch_size", "experiment_data_loading"},
+    "11_distributed": {"experiment_threads"},
 }
 
 

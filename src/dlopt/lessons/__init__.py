@@ -27,6 +27,8 @@ Packages
     Timing, mixed precision, the roofline, throughput.
 :mod:`~dlopt.lessons.l10_compression`
     Pruning, quantization and distillation.
+:mod:`~dlopt.lessons.l11_distributed`
+    Threads and processes, the ring all-reduce, data parallelism, DDP in gloo processes, ZeRO.
 """
 
 __all__: list[str] = []

@@ -32,6 +32,9 @@ Modules
 :mod:`~dlopt.grading.drivers.pruning`
     ``magnitude_prune_mask`` with tied magnitudes (lesson 10): how many entries were pruned,
     and their magnitudes, which every correct tie-break shares.
+:mod:`~dlopt.grading.drivers.allreduce`
+    ``ring_allreduce`` (lesson 11): every rank's final buffer and count of elements sent, as
+    two arrays, whatever containers the learner returned.
 """
 
 __all__: list[str] = []
