@@ -17,7 +17,7 @@ from typing import TextIO
 
 import nbformat
 
-from autograder.course import REPO_ROOT, Course, UsageError
+from autograder.course import CHECKOUT, Course, UsageError
 from autograder.fingerprint import Fingerprint, changes, fingerprint
 from autograder.grade_one import MAX_SLOTS, Job, RunOptions, run_job
 from autograder.progress import Progress
@@ -107,7 +107,8 @@ def grade_pending(course: Course, reference: Reference, release: nbformat.Notebo
     """Grade ``pending`` in parallel and record each result as it arrives (this thread only)."""
     if not pending:
         return []
-    hidden = sorted({str(course.root), str(REPO_ROOT), os.path.expanduser("~")})
+    hidden = sorted({str(course.root), os.path.expanduser("~"), *([str(CHECKOUT)] if CHECKOUT
+                                                                   else [])})
     todo = {p.submission.student_id: p for p in pending}
     jobs = [Job(p.submission.student_id, p.submission.notebook, reference, release, options,
                 hidden, p.fingerprint.digest) for p in pending]

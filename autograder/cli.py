@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from autograder.course import Course, UsageError
+from autograder.course import CHECKOUT, Course, UsageError
+from autograder.sandbox import BACKENDS
 
 
 def _positive_int(text: str) -> int:
@@ -54,8 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest a single cell may run (default 60)")
     p.add_argument("--timeout", type=_positive_float, default=300, metavar="SECONDS",
                    help="longest a whole notebook may run (default 300)")
-    p.add_argument("--no-sandbox", action="store_true",
-                   help="run student code with your own rights (trusted submissions only)")
+    p.add_argument("--sandbox", choices=BACKENDS, default=None,
+                   help="how student kernels are isolated: auto (default: root as root, "
+                        "userns otherwise), root, userns (bubblewrap, no root needed) or "
+                        "none (your own rights: trusted submissions only)")
+    p.add_argument("--no-sandbox", action="store_true", help="the same as --sandbox none")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="grade on an existing Dask cluster (tcp://host:8786)")
     p.add_argument("--force", action="store_true",
@@ -102,13 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _course_at(path: Path) -> Course:
+def _course_at(path: Path | None) -> Course:
+    """The course at ``path`` (--course), else the checkout's, else the current folder's."""
+    if path is None:
+        if CHECKOUT:
+            return Course(CHECKOUT)
+        path, told = Path.cwd(), "this folder"
+    else:
+        told = f"--course {path}"
     root = path.expanduser().resolve()
     if not root.is_dir():
-        raise UsageError(f"--course {path}: no such folder")
+        raise UsageError(f"{told}: no such folder")
     if not (root / "solutions").is_dir():
-        raise UsageError(f"--course {path}: no solutions/ folder there (a course root holds "
-                         f"solutions/, the instructor's notebooks, and course/, the release)")
+        raise UsageError(f"{told}: no solutions/ folder there (a course root holds "
+                         f"solutions/, the instructor's notebooks, and course/, the release); "
+                         f"run from a course root or pass --course PATH")
     return Course(root)
 
 
@@ -122,11 +134,17 @@ def _interpreter_on_path() -> None:
         os.environ["PATH"] = os.pathsep.join([folder, *(e for e in entries if e)])
 
 
+def _sandbox_option(args: argparse.Namespace) -> str:
+    if args.no_sandbox and args.sandbox not in (None, "none"):
+        raise UsageError(f"--no-sandbox contradicts --sandbox {args.sandbox}: give one of them")
+    return "none" if args.no_sandbox else (args.sandbox or "auto")
+
+
 def main(argv: list[str] | None = None, course: Course | None = None) -> int:
     args = build_parser().parse_args(argv)
     _interpreter_on_path()
     try:
-        course = course or (_course_at(args.course) if args.course else Course())
+        course = course or _course_at(args.course)
         if args.command == "release":
             from autograder.release import release
 
@@ -137,7 +155,7 @@ def main(argv: list[str] | None = None, course: Course | None = None) -> int:
 
             results = grade(course, args.lesson, args.submissions, workers=args.workers,
                             cell_timeout=args.cell_timeout, budget=args.timeout,
-                            sandbox=not args.no_sandbox, scheduler=args.scheduler,
+                            sandbox=_sandbox_option(args), scheduler=args.scheduler,
                             force=args.force, timestamps=args.timestamps)
             print(f"{len(results)} submission(s) of {args.lesson} graded")
         elif args.command == "export":
@@ -196,3 +214,8 @@ def main(argv: list[str] | None = None, course: Course | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def console() -> None:
+    """The ``dlopt-autograder`` command (the instructor package's console script)."""
+    sys.exit(main())

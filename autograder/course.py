@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 LESSON_PATTERN = re.compile(r"^\d\d_[a-z0-9_]+$")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent  # the folder holding this package: where `-m autograder` works
+#: The repository checkout the grader runs from (None when it is installed as a package).
+CHECKOUT = REPO_ROOT if (REPO_ROOT / "solutions").is_dir() else None
 
 
 class UsageError(Exception):
     """Bad input for a whole command: one line for the user, and a non-zero exit."""
 
 
+def default_root() -> Path:
+    """The checkout the grader runs from; an installed grader's is the current folder."""
+    return CHECKOUT or Path.cwd()
+
+
 @dataclass(frozen=True)
 class Course:
-    """The folders of a course root (the repository root by default)."""
+    """The folders of a course root (by default the checkout, see :func:`default_root`)."""
 
-    root: Path = REPO_ROOT
+    root: Path = field(default_factory=default_root)
 
     @property
     def solutions(self) -> Path:
@@ -77,7 +85,7 @@ class Course:
     def nbgrader_config(self, **overrides) -> Config:
         """nbgrader's configuration for this course root, as nbgrader itself would load it."""
         config = PyFileConfigLoader(
-            "nbgrader_config.py", path=str(REPO_ROOT / "autograder")).load_config()
+            "nbgrader_config.py", path=str(PACKAGE_DIR)).load_config()
         course_dir = config.CourseDirectory
         course_dir.root = str(self.root)
         course_dir.db_url = self.db_url

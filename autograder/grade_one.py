@@ -10,11 +10,13 @@ it (:mod:`autograder.record`).
 
 from __future__ import annotations
 
+import fcntl
 import os
-import queue
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -140,7 +142,7 @@ class RunOptions:
 
     cell_timeout: float = 60  # seconds per cell
     budget: float = 300  # seconds per notebook
-    sandbox: bool = True  # False: the kernel runs with the grader's rights
+    sandbox: str = "auto"  # a backend of autograder.sandbox; "none": the grader's rights
 
 
 @dataclass
@@ -156,37 +158,67 @@ class Job:
     fingerprint: str
 
 
-def isolation_for(uid: int, hidden: list[str], budget: float) -> dict:
-    """The sandbox of one student kernel (see :mod:`autograder.sandbox`): ``hidden`` and the
-    temporary folders hidden, the Python installation and dlopt kept, CPU time capped a little
-    above the notebook's ``budget``."""
-    return {"uid": uid, "hide": sorted({*hidden, tempfile.gettempdir(), "/dev/shm"}),
-            "keep": sandboxing.paths_to_keep(),
-            "limits": asdict(sandboxing.Limits(cpu_seconds=int(budget) + 30))}
+def isolation_for(backend: str, uid: int, hidden: list[str], budget: float) -> dict:
+    """The sandbox of one student kernel (see :mod:`autograder.sandbox`): ``backend`` (root
+    or userns), ``hidden`` and the temporary folders hidden, the Python installation and dlopt
+    kept, CPU time capped a little above the notebook's ``budget``; ``uid`` is the root
+    backend's."""
+    isolation = {"backend": backend, "hide": sorted({*hidden, tempfile.gettempdir(), "/dev/shm"}),
+                 "keep": sandboxing.paths_to_keep(),
+                 "limits": asdict(sandboxing.Limits(cpu_seconds=int(budget) + 30))}
+    if backend == "root":
+        isolation["uid"] = uid
+    return isolation
 
 
-MAX_SLOTS = 64
-_slots: queue.Queue[int] = queue.Queue()  # sandbox uids in use in this process
-for _slot in range(MAX_SLOTS):
-    _slots.put(_slot)
+def sandbox_for(requested: str) -> str:
+    """The backend to run under (``auto`` resolved on this host), or an error saying why none
+    can run here."""
+    backend = sandboxing.choose(requested)
+    if reason := sandboxing.unavailable(backend):
+        raise RuntimeError(f"cannot isolate student code on this machine: {reason}")
+    return backend
+
+
+MAX_SLOTS = 64  # sandbox uids: BASE_UID .. BASE_UID + 63
+
+
+@contextmanager
+def sandbox_uid() -> Iterator[int]:
+    """A uid for one root-backend kernel that no other kernel on this machine uses meanwhile,
+    whichever grading process (threads, Dask workers, another batch) runs it: each uid is
+    held with an exclusive lock on a file of its own."""
+    folder = Path(tempfile.gettempdir()) / "dlopt-sandbox-uids"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    for uid in range(sandboxing.BASE_UID, sandboxing.BASE_UID + MAX_SLOTS):
+        lock = open(folder / f"{uid}.lock", "w")  # noqa: SIM115 - held while the kernel runs
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        try:
+            yield uid
+        finally:
+            lock.close()  # and with it the lock
+        return
+    raise RuntimeError(f"all {MAX_SLOTS} sandbox uids are in use on this machine")
 
 
 def run_job(job: Job) -> SubmissionResult:
     """Grade one submission in a scratch folder of its own; the folder is removed after."""
     scratch = Path(tempfile.mkdtemp(prefix="dlopt-grading-"))
-    slot = _slots.get()  # a uid no concurrent kernel of this process uses
     try:
-        options, isolation = job.options, None
-        if options.sandbox:
-            if reason := sandboxing.available():
-                raise RuntimeError(f"cannot isolate student code on this machine: {reason}")
-            isolation = isolation_for(sandboxing.BASE_UID + slot, job.hidden, options.budget)
-        result, _ = grade_notebook(
-            job.reference, nbformat.from_dict(job.release), nbformat.from_dict(job.notebook),
-            job.student_id, scratch / "work", cell_timeout=options.cell_timeout,
-            budget=options.budget, sandbox=isolation)
+        options = job.options
+        backend = sandbox_for(options.sandbox)  # on a Dask worker: that worker's backend
+        with sandbox_uid() if backend == "root" else nullcontext(0) as uid:
+            isolation = None if backend == "none" else isolation_for(
+                backend, uid, job.hidden, options.budget)
+            result, _ = grade_notebook(
+                job.reference, nbformat.from_dict(job.release),
+                nbformat.from_dict(job.notebook), job.student_id, scratch / "work",
+                cell_timeout=options.cell_timeout, budget=options.budget, sandbox=isolation)
         result.fingerprint = job.fingerprint
         return result
     finally:
-        _slots.put(slot)
         shutil.rmtree(scratch, ignore_errors=True)

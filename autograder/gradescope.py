@@ -34,7 +34,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.course import REPO_ROOT, Course, UsageError
+from autograder.course import CHECKOUT, Course, UsageError
 from autograder.reference import Reference, cached_reference, default_cache
 from autograder.results import SubmissionResult
 
@@ -92,7 +92,7 @@ def results_json(result: SubmissionResult, *, visibility: str = "visible",
 # ---------------------------------------------------------------------------------------------
 def _requirements() -> str:
     """The course's exact pins, without the local packages (installed from source/)."""
-    lines = (REPO_ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    lines = (CHECKOUT / "requirements.txt").read_text(encoding="utf-8").splitlines()
     return "\n".join(line for line in lines
                      if line.strip() and not line.lstrip().startswith(("-e", ".", "#"))) + "\n"
 
@@ -119,13 +119,16 @@ def build_package(course: Course, lesson: str, out: Path, *, visibility: str = "
     if not release.exists():
         raise UsageError(f"{release} is missing: run 'python -m autograder release {lesson}' "
                          f"first")
+    if CHECKOUT is None:
+        raise UsageError("the Gradescope package is built from a checkout of the course "
+                         "repository (its requirements.txt and src/): run the checkout's grader")
     reference = cached_reference(course, lesson, default_cache(course))
     with tempfile.TemporaryDirectory(prefix="gradescope-") as scratch:
         package = source = Path(scratch) / "package"  # what lands in /autograder/source
         _copy_tree(Path(__file__).resolve().parent, source / "autograder")
         dlopt_package = source / "dlopt-package"
-        _copy_tree(REPO_ROOT / "src", dlopt_package / "src")
-        shutil.copy2(REPO_ROOT / "pyproject.toml", dlopt_package / "pyproject.toml")
+        _copy_tree(CHECKOUT / "src", dlopt_package / "src")
+        shutil.copy2(CHECKOUT / "pyproject.toml", dlopt_package / "pyproject.toml")
         (source / "requirements.txt").write_text(_requirements(), encoding="utf-8")
         settings = {"lesson": lesson, "visibility": visibility,
                     "stdout_visibility": stdout_visibility,
@@ -186,10 +189,11 @@ def grade_submission(root: Path) -> dict:
         return {"score": 0.0, "output": f"Your submission could not be graded: {exc}.",
                 **visibility, "tests": []}
     options = RunOptions()
-    isolation = None
-    if not (reason := sandboxing.available()):
-        isolation = isolation_for(sandboxing.BASE_UID, [str(root), str(REPO_ROOT),
-                                                        os.path.expanduser("~")], options.budget)
+    isolation, backend = None, sandboxing.choose(options.sandbox)  # root, in Gradescope
+    if not (reason := sandboxing.unavailable(backend)):
+        isolation = isolation_for(backend, sandboxing.BASE_UID,
+                                  [str(root), os.path.expanduser("~")],
+                                  options.budget)
     else:
         print(f"warning: no sandbox ({reason}); the student's code runs with the grader's "
               f"rights", file=sys.stderr)

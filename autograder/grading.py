@@ -33,14 +33,15 @@ from autograder.timestamps import read_table
 
 
 def grade(course: Course, lesson: str, submissions: Path, *, workers: int | None = None,
-          cell_timeout: float = 60, budget: float = 300, sandbox: bool = True,
+          cell_timeout: float = 60, budget: float = 300, sandbox: str | bool = "auto",
           scheduler: str | None = None, force: bool = False, timestamps: Path | None = None,
           out: TextIO | None = None, err: TextIO | None = None) -> list[SubmissionResult]:
     """Grade every student folder in ``submissions`` for ``lesson``; return the results.
 
-    With ``sandbox`` (the default) every student kernel runs in :mod:`autograder.sandbox`;
-    grading refuses to start where the sandbox cannot run. ``sandbox=False`` runs student
-    code with the grader's own rights, for trusted submissions only. ``scheduler`` grades on
+    ``sandbox`` names the backend of :mod:`autograder.sandbox` every student kernel runs in:
+    ``auto`` (the default: root as root, userns otherwise), ``root`` or ``userns``; grading
+    refuses to start where it cannot run. ``none`` (or False) runs student code with the
+    grader's own rights, for trusted submissions only. ``scheduler`` grades on
     a Dask cluster; this process stays the only gradebook writer. A submission graded before,
     unchanged, by the same grader (see :mod:`autograder.fingerprint`), is not graded again
     unless ``force``. ``timestamps`` is a CSV of ``student_id,timestamp`` rows: when each
@@ -48,8 +49,8 @@ def grade(course: Course, lesson: str, submissions: Path, *, workers: int | None
     """
     out, err = out or sys.stdout, err or sys.stderr
     lesson = course.check_lesson(lesson)
-    options = RunOptions(cell_timeout, budget, sandbox)
-    _check_isolation(options, scheduler, err)
+    requested = {True: "auto", False: "none"}.get(sandbox, sandbox)
+    options = RunOptions(cell_timeout, budget, _check_isolation(requested, scheduler, err))
     table = read_table(timestamps) if timestamps else None
     found = find_submissions(submissions)
     release = _read_release(course, lesson)
@@ -72,14 +73,19 @@ def grade(course: Course, lesson: str, submissions: Path, *, workers: int | None
     return sorted(results, key=lambda r: r.student_id)
 
 
-def _check_isolation(options: RunOptions, scheduler: str | None, err: TextIO) -> None:
-    """Refuse to run student code unisolated unless asked to, and warn when asked to."""
-    if options.sandbox and not scheduler and (reason := sandboxing.available()):
-        raise UsageError(f"cannot isolate student code here: {reason}. Grade on a Linux host "
-                         f"as root, or pass --no-sandbox for trusted submissions only")
-    if not options.sandbox:
+def _check_isolation(requested: str, scheduler: str | None, err: TextIO) -> str:
+    """The sandbox backend to grade under; refuse to run student code unisolated unless asked
+    to, and warn when asked to. With a scheduler, each Dask worker resolves ``auto`` itself."""
+    if requested == "none":
         print("warning: grading WITHOUT a sandbox: student code runs with your rights and "
               "can read solutions/ and the gradebook", file=err)
+        return requested
+    if scheduler:
+        return requested
+    backend = sandboxing.choose(requested)
+    if reason := sandboxing.unavailable(backend):
+        raise UsageError(f"cannot isolate student code here ({backend} sandbox): {reason}")
+    return backend
 
 
 def _read_release(course: Course, lesson: str) -> nbformat.NotebookNode:

@@ -54,6 +54,7 @@ def execute(nb: nbformat.NotebookNode, workdir: Path, *, cell_timeout: float,
     os.chmod(workdir, 0o700)
     source, output = workdir / "input.ipynb", workdir / "executed.ipynb"
     nbformat.write(nb, source)
+    os.chmod(source, 0o600)  # the root sandbox lends the kernel this folder: not these files
     job = {"notebook": str(source), "output": str(output), "cwd": str(workdir),
            "cell_timeout": cell_timeout, "env": env or {}, "sandbox": sandbox}
     worker = subprocess.Popen(
@@ -80,6 +81,13 @@ def execute(nb: nbformat.NotebookNode, workdir: Path, *, cell_timeout: float,
 
 
 def _run(job: dict) -> dict:
+    if (job["sandbox"] or {}).get("backend") == "userns":
+        # First, while this process has one thread: a namespace for the kernel's tmpfs.
+        from autograder.sandbox.root import Limits
+        from autograder.sandbox.userns import private_mounts
+
+        job["places"] = private_mounts(Path(job["cwd"]) / "run",
+                                       Limits(**job["sandbox"]["limits"]))
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
@@ -89,6 +97,7 @@ def _run(job: dict) -> dict:
     def save(**_):
         tmp = output.with_suffix(".tmp")
         nbformat.write(nb, tmp)
+        os.chmod(tmp, 0o600)
         os.replace(tmp, output)
 
     def on_cell_executed(cell, **_):
@@ -97,7 +106,8 @@ def _run(job: dict) -> dict:
 
     km, cwd = None, job["cwd"]
     if job["sandbox"]:
-        km, cwd = _sandboxed_kernel_manager(Path(job["cwd"]), job["sandbox"])
+        km, cwd = _sandboxed_kernel_manager(Path(job["cwd"]), job["sandbox"],
+                                            job.get("places"))
         env = dict(job["env"])
     else:
         env = {**os.environ, **job["env"]}
@@ -150,22 +160,39 @@ def _cap_outputs(cell) -> None:
     cell.outputs = kept
 
 
-def _sandboxed_kernel_manager(workdir: Path, sandbox: dict):
-    """A kernel manager whose kernel starts inside :mod:`autograder.sandbox`."""
+def _sandboxed_kernel_manager(workdir: Path, sandbox: dict, places: dict | None = None):
+    """A kernel manager whose kernel starts inside the sandbox ``sandbox["backend"]``
+    (:mod:`autograder.sandbox`); ``places`` are the userns backend's tmpfs."""
     from jupyter_client.manager import AsyncKernelManager
 
-    from autograder.sandbox import Limits, Spec, prepare, wrap
+    from autograder.sandbox import root, userns
 
-    spec = Spec(workdir=str(workdir), **{**sandbox, "limits": Limits(**sandbox["limits"])})
-    run, home = prepare(workdir, spec.uid)
+    settings = {k: v for k, v in sandbox.items() if k != "backend"}
+    limits = root.Limits(**settings.pop("limits"))
+    run = workdir / "run"
+    if places is None:  # the root backend
+        spec = root.Spec(workdir=str(workdir), limits=limits, **settings)
+        run, home = root.prepare(workdir, spec.uid)
+
+        def wrapped(cmd: list[str]) -> list[str]:
+            return root.wrap(cmd, spec, run / "sandbox.json")
+    else:
+        home = places["home"]
+
+        def wrapped(cmd: list[str]) -> list[str]:
+            userns.lock_sockets_when_bound(places["ipc"])
+            return userns.wrap(cmd, places=places, limits=limits,
+                               connection_file=run / "kernel.json", **settings)
 
     class SandboxedKernelManager(AsyncKernelManager):
         def format_kernel_cmd(self, extra_arguments=None):
-            return wrap(super().format_kernel_cmd(extra_arguments), spec, run / "sandbox.json")
+            return wrapped(super().format_kernel_cmd(extra_arguments))
 
     km = SandboxedKernelManager(kernel_name=KERNEL_NAME, transport="ipc",
                                 ip=str(run / "ipc" / "kernel"),
                                 connection_file=str(run / "kernel.json"))
+    if places is not None:  # bwrap gives the kernel a session of its own: no group signals
+        km.kernel_spec.interrupt_mode = "message"
     return km, str(home)
 
 

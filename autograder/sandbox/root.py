@@ -1,9 +1,9 @@
-"""Run a student's kernel in a sandbox: namespaces, an unprivileged user, resource limits.
+"""The root backend: a student's kernel in namespaces, as a uid of its own, with limits.
 
 The kernel command that jupyter_client would run is wrapped as::
 
     unshare --mount --net --pid --fork --kill-child --mount-proc \\
-        python autograder/sandbox.py SPEC.json -- <kernel command>
+        python autograder/sandbox/root.py SPEC.json -- <kernel command>
 
 The wrapper starts as root inside fresh mount, network and PID
 namespaces, and before it drops privileges it
@@ -22,7 +22,7 @@ over Unix sockets in a folder that is made read-only for the kernel once its soc
 When the kernel exits or is killed, the PID namespace takes every process it started with it.
 
 Requirements on the host: Linux, root (or CAP_SYS_ADMIN), ``unshare`` from util-linux. See
-:func:`available`; the grader refuses to grade without a sandbox unless told otherwise.
+:func:`available`. This file runs as a script inside the namespaces: standard library only.
 """
 
 from __future__ import annotations
@@ -73,11 +73,12 @@ class Spec:
 def available() -> str:
     """'' if the sandbox can run here, else the reason it cannot."""
     if sys.platform != "linux":
-        return "the sandbox needs Linux namespaces"
+        return "the root sandbox needs Linux namespaces"
     if os.geteuid() != 0:
-        return "the sandbox needs root (or CAP_SYS_ADMIN) to create namespaces and mounts"
+        return ("the root sandbox needs root, to give each kernel a uid of its own: grade as "
+                "root, or use --sandbox userns (or auto)")
     if shutil.which("unshare") is None:
-        return "the sandbox needs 'unshare' (util-linux)"
+        return "the root sandbox needs 'unshare' (util-linux)"
     probe = subprocess.run(["unshare", "--mount", "--net", "--pid", "--fork", "true"],
                            capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -95,22 +97,58 @@ def export_rows(course, path):
         return list(csv.DictReader(f))
 
 
-def test_dask_cluster_grades_exactly_like_local_grading(tmp_path):
-    from dask.distributed import LocalCluster
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_dask_processes_started_elsewhere_grade_exactly_like_local_grading(tmp_path):
+    """A real ``dask scheduler`` and ``dask worker`` (two processes), started as an instructor
+    would, from a folder outside the checkout and without PYTHONPATH: they find the grader
+    because it is installed with the environment (instructor/pyproject.toml)."""
+    from dask.distributed import Client
 
     local, remote = make_course(tmp_path / "a"), make_course(tmp_path / "b")
     subs = class_of(tmp_path, 3)
     assert main(["grade", LESSON, "--submissions", str(subs)], local) == 0
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
-        assert main(["grade", LESSON, "--submissions", str(subs), "--scheduler",
-                     cluster.scheduler_address], remote) == 0
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    dask = str(Path(sys.executable).parent / "dask")
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    logs = [open(elsewhere / name, "w") for name in ("scheduler.log", "worker.log")]
+    processes = [subprocess.Popen(command, cwd=elsewhere, env=env, stdout=log, stderr=log)
+                 for command, log in zip(
+                     ([dask, "scheduler", "--host", "127.0.0.1", "--port",
+                       address.rsplit(":", 1)[1], "--no-dashboard"],
+                      [dask, "worker", address, "--nworkers", "2", "--nthreads", "1",
+                       "--no-dashboard"]), logs, strict=True)]
+    try:
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+            where = client.run(lambda: __import__("autograder").__file__)
+        assert all(path.startswith(str(REPO_ROOT)) for path in where.values()), where
+        assert main(["grade", LESSON, "--submissions", str(subs), "--scheduler", address],
+                    remote) == 0
+    finally:
+        for process in processes[::-1]:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in logs:
+            log.close()
 
     def comparable(course):
         return {r.student_id: (r.score, [e.message for c in r.checks for e in c.exercises])
                 for r in load_results(course, LESSON)}
 
-    assert comparable(remote) == comparable(local)
+    assert comparable(remote) == comparable(local), (elsewhere / "worker.log").read_text()
     assert export_rows(remote, tmp_path / "r.csv") == export_rows(local, tmp_path / "l.csv")
 
 
@@ -266,3 +304,22 @@ def test_progress_counts_failures_and_estimates_the_time_left():
         "skipped b: the grader failed  [2/4, 1 failed, about 60 s left]",
         "graded c: 0 / 1  [3/4, 1 failed, about 30 s left]",
         "graded d: 1 / 1  [4/4, 1 failed]"]
+
+
+def test_concurrent_graders_never_share_a_sandbox_uid():
+    """Two grading processes (two batches, two Dask workers) and two threads of one: each
+    root-backend kernel gets a uid of its own, held machine-wide while it runs."""
+    from autograder.grade_one import sandbox_uid
+
+    hold = ("import sys\nfrom autograder.grade_one import sandbox_uid\n"
+            "with sandbox_uid() as uid:\n    print(uid, flush=True)\n    sys.stdin.read()\n")
+    other = subprocess.Popen([sys.executable, "-c", hold], cwd=REPO_ROOT, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        theirs = int(other.stdout.readline())
+        with sandbox_uid() as first, sandbox_uid() as second:
+            assert len({theirs, first, second}) == 3
+        with sandbox_uid() as again:
+            assert again != theirs  # released ones are reused, held ones are not
+    finally:
+        other.communicate("")

@@ -1,17 +1,25 @@
 """The red-team suite: submissions that try to cheat, break or abuse the grader, and honest
 but odd ones. Every case asserts: no illegitimate point, honest work keeps its credit, the
-batch completes, the gradebook and the course files are intact, attacks are flagged."""
+batch completes, the gradebook and the course files are intact, attacks are flagged.
+
+The class is graded twice, once per sandbox backend (``run_of``): as root with the root
+backend (``first_run``), and by an unprivileged user with the default, which is then the
+user-namespace backend (``unprivileged_run``; see tests/unprivileged.py). The outcome tests
+run against both; the tests of what follows grading (exports, feedback, regrading) against
+the first."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import nbformat
 import pytest
+import unprivileged
 from conftest import answer_sources, submission, write_submission
 
 from autograder.cli import main
@@ -362,10 +370,18 @@ CASES = {
 BROKEN = ["broken_not_json", "broken_png", "broken_empty", "broken_two_notebooks"]
 
 
+def _write_broken(subs) -> None:
+    (subs / "broken_not_json").mkdir()
+    (subs / "broken_not_json" / "hw.ipynb").write_text("{ this is not json")
+    (subs / "broken_png").mkdir()
+    (subs / "broken_png" / "hw.ipynb").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary")
+    (subs / "broken_empty").mkdir()
+    write_submission(subs, "broken_two_notebooks", submission(LESSON, correct()), "a.ipynb")
+    write_submission(subs, "broken_two_notebooks", submission(LESSON), "b.ipynb")
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    import shutil
-
     root = tmp_path_factory.mktemp("course")
     for folder in ("solutions", "course"):
         shutil.copytree(REPO_ROOT / folder, root / folder)
@@ -374,13 +390,7 @@ def graded(tmp_path_factory):
     for student, (build, *_) in CASES.items():
         name = "My Homework (1).ipynb" if student == "honest_colab" else "submission.ipynb"
         write_submission(subs, student, build(), name)
-    (subs / "broken_not_json").mkdir()
-    (subs / "broken_not_json" / "hw.ipynb").write_text("{ this is not json")
-    (subs / "broken_png").mkdir()
-    (subs / "broken_png" / "hw.ipynb").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary")
-    (subs / "broken_empty").mkdir()
-    write_submission(subs, "broken_two_notebooks", submission(LESSON, correct()), "a.ipynb")
-    write_submission(subs, "broken_two_notebooks", submission(LESSON), "b.ipynb")
+    _write_broken(subs)
     return course, subs
 
 
@@ -403,6 +413,45 @@ def first_run(graded):
     return code, out.getvalue(), err.getvalue(), results
 
 
+@pytest.fixture(scope="module")
+def unprivileged_run():
+    """The same class graded by an unprivileged user (``dlopt-grader`` when the tests run as
+    root), with ``--sandbox`` left to its default. Attacks aim at that run's course root."""
+    root = unprivileged.folder("dlopt-course-")
+    for folder in ("solutions", "course"):
+        shutil.copytree(REPO_ROOT / folder, root / folder)
+    course = Course(root)
+    subs, home = unprivileged.folder("dlopt-submissions-"), unprivileged.folder("dlopt-home-")
+    for student, (build, *_) in CASES.items():
+        nb = nbformat.from_dict(json.loads(json.dumps(build()).replace(REPO, str(root))))
+        name = "My Homework (1).ipynb" if student == "honest_colab" else "submission.ipynb"
+        write_submission(subs, student, nb, name)
+    _write_broken(subs)
+    unprivileged.give(root)
+    unprivileged.give(subs)
+    protected = fingerprint(course)
+    try:
+        done = unprivileged.run(
+            [unprivileged.python(), "-m", "autograder", "--course", str(root), "grade", LESSON,
+             "--submissions", str(subs), "--workers", "2", "--cell-timeout", "12",
+             "--timeout", "45"], cwd=home, timeout=1200,
+            env={"HOME": str(home), "DLOPT_REDTEAM_SECRET": SECRET})
+        assert fingerprint(course) == protected, "a submission changed the course"
+        results = {r.student_id: r for r in load_results(course, LESSON)}
+        yield done.returncode, done.stdout, done.stderr, results
+    finally:
+        for path in (root, subs, home):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=["root", "userns"])
+def run_of(request):
+    """The class's grading under each sandbox backend: (exit code, stdout, stderr, results)."""
+    if request.param == "userns":
+        return request.getfixturevalue("unprivileged_run")
+    return request.getfixturevalue("first_run")
+
+
 def fingerprint(course) -> dict[str, str]:
     """Hashes of what no submission may change: solutions/, course/ and the configuration."""
     import hashlib
@@ -419,8 +468,8 @@ def export(course, path):
         return list(csv.DictReader(f))
 
 
-def test_the_batch_completes_despite_broken_submissions(first_run):
-    code, out, err, results = first_run
+def test_the_batch_completes_despite_broken_submissions(run_of):
+    code, out, err, results = run_of
     assert code == 0
     assert set(results) == set(CASES)
     assert f"{len(CASES)} submission(s) of {LESSON} graded" in out
@@ -431,15 +480,15 @@ def test_the_batch_completes_despite_broken_submissions(first_run):
 
 
 @pytest.mark.parametrize("student", sorted(CASES))
-def test_each_submission_gets_exactly_what_it_earned(first_run, student):
-    result = first_run[3][student]
+def test_each_submission_gets_exactly_what_it_earned(run_of, student):
+    result = run_of[3][student]
     expected = CASES[student][1]
     assert result.max_score == 1
     assert result.score == expected, (student, result.checks[0].exercises[0].message)
 
 
-def test_wrong_answers_are_told_which_mistake_they_made(first_run):
-    results = first_run[3]
+def test_wrong_answers_are_told_which_mistake_they_made(run_of):
+    results = run_of[3]
     message = results["wrong_whole_array"].checks[0].exercises[0].message
     assert "one mean and std for the whole array" in message
     rows = results["wrong_rows"].checks[0].exercises[0].message
@@ -448,8 +497,8 @@ def test_wrong_answers_are_told_which_mistake_they_made(first_run):
     assert "not a plain value" in results["cheat_lying_subclass"].checks[0].exercises[0].message
 
 
-def test_hidden_scenarios_are_named_but_their_inputs_never_shown(first_run):
-    cases = first_run[3]["wrong_whole_array"].checks[0].exercises[0].cases
+def test_hidden_scenarios_are_named_but_their_inputs_never_shown(run_of):
+    cases = run_of[3]["wrong_whole_array"].checks[0].exercises[0].cases
     hidden = [c for c in cases if c["hidden"]]
     assert hidden and all(set(c) == {"label", "hidden", "passed", "problem", "mistake"}
                           for c in cases)
@@ -548,13 +597,13 @@ def test_runaway_cells_are_stopped_and_the_batch_goes_on(graded, first_run, tmp_
 
 
 @pytest.mark.parametrize("student", sorted(CASES))
-def test_attacks_are_flagged_and_honest_work_is_not(first_run, student):
-    result = first_run[3][student]
+def test_attacks_are_flagged_and_honest_work_is_not(run_of, student):
+    result = run_of[3][student]
     assert bool(result.flags) == CASES[student][2], result.flags
 
 
-def test_no_secret_reaches_a_student_and_no_path_is_in_reach(first_run):
-    results = first_run[3]
+def test_no_secret_reaches_a_student_and_no_path_is_in_reach(run_of):
+    results = run_of[3]
     secret_error = results["fs_environment_secret"].cell_errors
     assert any("secret: absent" in e["evalue"] for e in secret_error), secret_error
     for student in ("fs_read_solutions", "fs_read_gradebook", "fs_walk_up",
@@ -565,8 +614,8 @@ def test_no_secret_reaches_a_student_and_no_path_is_in_reach(first_run):
     assert not os.path.exists("/tmp/pwned")
 
 
-def test_resource_abuse_is_stopped_where_it_happens(first_run):
-    results = first_run[3]
+def test_resource_abuse_is_stopped_where_it_happens(run_of):
+    results = run_of[3]
     errors = {s: {e["ename"] for e in results[s].cell_errors} for s in results}
     interrupted = {"CellTimeout", "KeyboardInterrupt"}  # the grader stopped the cell
     assert interrupted & errors["abuse_infinite_loop"]
@@ -589,6 +638,22 @@ def test_no_student_process_outlives_the_batch(first_run):
     assert not left, left
 
 
+def test_no_process_of_the_unprivileged_grader_outlives_its_batch(unprivileged_run):
+    """The grading user's processes are gone: every sandbox died with its kernel."""
+    uid = unprivileged.user().pw_uid
+    if uid == os.geteuid():
+        pytest.skip("the tests run as the grading user: this process is one of its own")
+    import time
+
+    for _ in range(20):  # a killed runner's sandbox is reaped by init, a moment later
+        ps = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-u", str(uid)],
+                            capture_output=True, text=True).stdout
+        if not ps.strip():
+            break
+        time.sleep(0.5)
+    assert not ps.strip(), ps
+
+
 def test_output_in_feedback_is_inert(graded, first_run):
     course, _ = graded
     assert main(["feedback", LESSON], course) == 0
@@ -598,6 +663,6 @@ def test_output_in_feedback_is_inert(graded, first_run):
         assert "&lt;script&gt;" in page or "&lt;/pre&gt;&lt;script&gt;" in page
 
 
-def test_a_student_without_a_gpu_is_told_why_cuda_failed(first_run):
-    notes = first_run[3]["honest_gpu_only_code"].notes
+def test_a_student_without_a_gpu_is_told_why_cuda_failed(run_of):
+    notes = run_of[3]["honest_gpu_only_code"].notes
     assert any("no GPU" in note for note in notes)
