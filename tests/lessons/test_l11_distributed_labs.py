@@ -11,6 +11,7 @@ No test asserts on a measured time (the machine is shared).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -292,7 +293,7 @@ def test_the_workloads_and_the_timer_run_in_threads_and_processes():
     assert np.isfinite(gil_lab.torch_steps(1, width=8, batch=4))
     before = torch.get_num_threads()
     for mode in gil_lab.MODES:
-        assert gil_lab.time_workers(lambda: gil_lab.python_loop(1000), 2, mode) > 0
+        assert gil_lab.time_workers(functools.partial(gil_lab.python_loop, 1000), 2, mode) > 0
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError):
         gil_lab.time_workers(lambda: None, 1, "fibers")
@@ -311,7 +312,7 @@ def test_threads_vs_processes_reports_every_configuration():
 
 def test_a_worker_process_that_fails_is_reported():
     with pytest.raises(RuntimeError, match="exited with code"):
-        gil_lab.time_workers(lambda: os._exit(3), 1, "processes")
+        gil_lab.time_workers(functools.partial(os._exit, 3), 1, "processes")
 
 
 # --- ddp_lab -------------------------------------------------------------------------------------

@@ -15,12 +15,17 @@ objects, and NumPy and torch do so inside their kernels. So:
 :func:`threads_vs_processes` runs each workload in 1 and 2 threads and in 1 and 2 processes
 (each worker does the same amount of work) and reports the wall-clock times and the work done
 per second relative to one worker. Nothing here asserts a speed-up: on a shared machine the
-other cores may be busy, and the figure shows what was measured. Processes are started with
-``fork`` where the platform has it (a notebook's functions are not importable by ``spawn``).
+other cores may be busy, and the figure shows what was measured. Processes are started by a
+``forkserver`` (``spawn`` where there is none): a process forked straight from a kernel whose
+threads have run BLAS kernels can inherit a lock that nobody releases and hang at its first
+matrix product (seen here about once in six runs, and with Colab's libraries); the fork
+server has imported torch but never run a kernel. The workloads are this module's functions,
+so the server can import them.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import statistics
@@ -92,13 +97,23 @@ def _child(job: Callable[[], object]) -> None:
     job()
 
 
+def _process_context():
+    """A fork server that has imported torch and this module (see the module's docstring)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", __name__])
+    return context
+
+
 def time_workers(job: Callable[[], object], workers: int, mode: str, *,
                  timeout: float = 60.0) -> float:
     """Seconds of wall clock for ``workers`` threads or processes each running ``job()``.
 
     Threads run in this process with one torch thread (the setting is restored after);
-    processes are forked (spawned where fork does not exist) and set one torch thread first.
-    The clock includes starting and joining them.
+    processes start from the fork server (see the module's docstring; ``job`` must be
+    picklable, e.g. a ``functools.partial`` of this module's functions) and set one torch
+    thread first. The clock includes starting and joining them.
     """
     if mode == "threads":
         with cpu_threads(1):
@@ -113,8 +128,7 @@ def time_workers(job: Callable[[], object], workers: int, mode: str, *,
         return seconds
     if mode != "processes":
         raise ValueError(f"mode must be 'threads' or 'processes', got {mode!r}")
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
+    context = _process_context()
     processes = [context.Process(target=_child, args=(job,), daemon=True)
                  for _ in range(workers)]
     start = time.perf_counter()
@@ -179,8 +193,9 @@ def threads_vs_processes(*, python_iterations: int = 300_000, steps: int = 4,
     steps : int
         Steps of :func:`torch_steps` per worker (about 0.1 s on one core).
     """
-    jobs = {WORKLOADS[0]: lambda: python_loop(python_iterations),
-            WORKLOADS[1]: lambda: torch_steps(steps)}
+    jobs = {WORKLOADS[0]: functools.partial(python_loop, python_iterations),
+            WORKLOADS[1]: functools.partial(torch_steps, steps)}
+    time_workers(functools.partial(python_loop, 1), 1, "processes")  # starts the fork server
     result = GilResult(cpu_count=_usable_cpus(),
                        load_average=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
                        switch_interval=sys.getswitchinterval())
