@@ -14,6 +14,9 @@ whose string carries the exercise's public scenarios as plain data (inputs, the 
 outputs, each named mistake's outputs and message, tolerances, driver by reference;
 :mod:`dlopt.grading.baked`). Hidden scenarios never reach course/. A baked cell keeps its
 nbgrader grade_id, points and lock, with its checksum recomputed.
+
+Each release's ``colab_setup`` cell is written here too (:func:`write_colab_setup`): it installs
+dlopt on Colab from the repository and release tag of ``[tool.dlopt-course]`` in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ import tempfile
 from pathlib import Path
 
 import nbformat
+import tomllib
 from nbgrader.converters import GenerateAssignment
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.utils import compute_checksum
 
 from autograder.assemble import is_check_cell, nbgrader_meta
-from autograder.course import Course, UsageError
+from autograder.course import REPO_ROOT, Course, UsageError
 from autograder.reference import Reference, cached_reference, default_cache
 from dlopt.grading.baked import pack, public_only
 
@@ -159,6 +163,58 @@ def bake(nb: nbformat.NotebookNode, reference: Reference) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# The Colab install cell
+# ---------------------------------------------------------------------------------------------
+COLAB_SETUP_ID = "colab_setup"
+COLAB_SETUP = """\
+# On Google Colab only: install the course's helper package dlopt, release {tag}, and nothing else
+# (--no-deps: Colab keeps its own numpy, torch, matplotlib and ipywidgets, which dlopt works with).
+# Elsewhere: nothing happens.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "{requirement}"], check=True)"""
+
+
+def course_release(course: Course) -> tuple[str, str]:
+    """``(repository URL, release tag)`` of ``[tool.dlopt-course]`` in the course's
+    pyproject.toml (the repository's when the course root has none): the one place they are
+    written down for every notebook."""
+    found = [p for p in (course.root / "pyproject.toml", REPO_ROOT / "pyproject.toml")
+             if p.is_file()]
+    if not found:
+        raise UsageError(f"no pyproject.toml in {course.root}: it names the release students "
+                         f"install ([tool.dlopt-course])")
+    pyproject = found[0]
+    table = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}) \
+        .get("dlopt-course", {})
+    if not {"repository", "release"} <= table.keys():
+        raise UsageError(f"{pyproject}: [tool.dlopt-course] needs 'repository' and 'release'")
+    return table["repository"], table["release"]
+
+
+def colab_requirement(repository: str, tag: str) -> str:
+    """What Colab's cell asks pip for: dlopt from the repository at the release tag."""
+    return f"dlopt @ git+{repository}@{tag}"
+
+
+def colab_setup_source(repository: str, tag: str) -> str:
+    """The released notebook's colab_setup cell for that repository and release."""
+    return COLAB_SETUP.format(tag=tag, requirement=colab_requirement(repository, tag))
+
+
+def write_colab_setup(nb: nbformat.NotebookNode, source: str) -> None:
+    """Put ``source`` into the notebook's colab_setup cell (in place); its checksum too."""
+    cells = [c for c in nb.cells if nbgrader_meta(c).get("grade_id") == COLAB_SETUP_ID]
+    if len(cells) != 1:
+        raise UsageError(f"expected one '{COLAB_SETUP_ID}' cell, found {len(cells)}")
+    cells[0].source = source
+    nbgrader_meta(cells[0])["checksum"] = compute_checksum(cells[0])
+
+
+# ---------------------------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------------------------
 def release(course: Course, lessons: list[str] | None = None, *,
@@ -209,6 +265,7 @@ def _release_one(course: Course, lesson: str, reference: Reference, db_url: str)
         notebook = generated / f"{lesson}.ipynb"
         nb = nbformat.read(notebook, as_version=4)
         bake(nb, reference)
+        write_colab_setup(nb, colab_setup_source(*course_release(course)))
         nbformat.write(nb, notebook)
         target = course.release / lesson
         course.release.mkdir(exist_ok=True)

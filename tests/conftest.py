@@ -69,7 +69,7 @@ def reference_cache(pytestconfig, tmp_path_factory):
     ``$AUTOGRADER_REFERENCE_CACHE`` for the grader's default, here and in its subprocesses."""
     from autograder.reference import CACHE_ENV
 
-    cache = pytestconfig.cache
+    cache = getattr(pytestconfig, "cache", None)  # None under -p no:cacheprovider
     folder = cache.mkdir("dlopt-reference") if cache else tmp_path_factory.mktemp("reference")
     before = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(folder)
@@ -115,13 +115,22 @@ def worker_group(nodeid: str) -> str:
     - ``browser``: the browser tests share one JupyterLab and one Chromium;
     - ``grader``: everything that grades (tests/autograder) runs sandboxes whose uids and
       process limits are per grading process, so two workers must not grade at once;
+    - ``unprivileged``: the red team graded by an unprivileged user, and the user-namespace
+      sandbox's traps (no shared uids there), beside the grader group;
     - ``lessonNN``: a lesson's tests share one kernel run of its notebooks (lesson_harness);
-    - any other test is a group of its own.
+    - any other test is a group of its own; so is each test of ``tests/compat/`` (Colab's
+      environment: their own kernels), to fill in beside the long groups. The classic
+      notebook's browser test shares the browser group's Chromium.
     """
+    path, _, name = nodeid.partition("::")
+    if path.endswith("test_sandbox_userns.py") or path.endswith("test_redteam.py") and (
+            "unprivileged" in name or re.search(r"\[(.*-)?userns(-.*)?\]$", name)):
+        return "unprivileged"
+    if nodeid.startswith("tests/compat/"):
+        return nodeid  # hosts' stand-ins: their own kernels, nothing shared
     for folder, group in (("tests/browser/", "browser"), ("tests/autograder/", "grader")):
         if nodeid.startswith(folder):
             return group
-    path, _, name = nodeid.partition("::")
     lesson = lesson_of(path.rsplit("/", 1)[-1], name)
     return f"lesson{lesson}" if lesson else nodeid
 

@@ -201,7 +201,9 @@ CONTROL_SELECTORS = {
 # Anything a student could operate; each must sit inside one of the controls above.
 OPERABLE = "select, input, textarea, button, .noUi-handle"
 
-_CONTROLS = """(node) => {
+# Tags each control (data-bt-control=<k>) and lists it; lists too what could be operated but is
+# no known control. Also used, with ipywidgets 7's classes, by test_nbclassic.py.
+_CONTROLS_TEMPLATE = """(node) => {
     const kinds = KINDS;
     const controls = [];
     node.querySelectorAll(Object.values(kinds).join(', ')).forEach(el => {
@@ -214,7 +216,16 @@ _CONTROLS = """(node) => {
     const unknown = Array.from(node.querySelectorAll('OPERABLE'))
         .filter(el => !el.closest(inside)).map(el => el.outerHTML.slice(0, 120));
     return {controls, unknown};
-}""".replace("KINDS", json.dumps(CONTROL_SELECTORS)).replace("OPERABLE", OPERABLE)
+}"""
+
+
+def controls_script(selectors: dict[str, str], operable: str) -> str:
+    """The page function that tags and lists a widget's controls, for these DOM classes."""
+    return _CONTROLS_TEMPLATE.replace("KINDS", json.dumps(selectors)).replace(
+        "OPERABLE", operable)
+
+
+_CONTROLS = controls_script(CONTROL_SELECTORS, OPERABLE)
 
 FIGURE_PROBE = (
     "(lambda w: '%d %s' % (w.redraw_count, __import__('hashlib').sha1(bytes(w.image.value))"

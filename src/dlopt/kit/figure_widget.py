@@ -1,10 +1,12 @@
 """The base of every explorer: controls, one off-screen figure shown as a PNG, and messages.
 
-Used by the explorers of lessons 01, 02, 03, 04, 05, 06 and 07.
+Used by the explorers of lessons 01, 02, 03, 04, 05, 06, 07 and 10.
 
 Drawing with Agg into an ``ipywidgets.Image`` (no pyplot, no global state) redraws in any
 frontend and tests headless; the static ``image/png`` in the mimebundle is what nbconvert and
-GitHub show where no widget frontend runs.
+GitHub show where no widget frontend runs. It works with ipywidgets 7.7 (what Colab ships) and
+8: both display the same bundle, the widget view beside the PNG (tests/compat runs every lesson
+under ipywidgets 7.7.1).
 
 There is one renderer, :meth:`FigureWidget.redraw`, for every explorer of the course:
 
@@ -32,10 +34,15 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import ipywidgets as W
 import numpy as np
+from IPython.display import display
 
 from dlopt.kit import plotting
 
 __all__ = ["FigureWidget"]
+
+#: ipywidgets 7 (Colab pins 7.7.1) displays widgets with ``_ipython_display_`` and has no
+#: ``_repr_mimebundle_``; ipywidgets 8 has only ``_repr_mimebundle_``.
+_WIDGETS_7 = not hasattr(W.Widget, "_repr_mimebundle_")
 
 
 class FigureWidget(W.VBox):
@@ -195,9 +202,37 @@ class FigureWidget(W.VBox):
             fig.draw_artist(artist)
         return plotting.figure_png(fig, draw=False)
 
+    # -- what a notebook shows ------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs):
-        data = super()._repr_mimebundle_(**kwargs) or {}
+        """The widget view, the static PNG of the current figure, and the messages as text.
+
+        A front end with a widget manager shows the view; one without (nbconvert, GitHub, a
+        notebook opened without its kernel) shows the PNG.
+        """
+        if _WIDGETS_7:
+            data = _widget_view_bundle(self)
+        else:
+            data = super()._repr_mimebundle_(**kwargs) or {}
         data["image/png"] = base64.b64encode(bytes(self.image.value)).decode("ascii")
         if self.messages:
             data["text/plain"] = "\n".join(self.messages)
         return data
+
+    if _WIDGETS_7:
+        def _ipython_display_(self, **kwargs):
+            """ipywidgets 7 displays a widget here, with no static format; show the full bundle
+            instead (ipywidgets 8 has no such method: IPython then asks for the bundle)."""
+            display(self._repr_mimebundle_(), raw=True)
+            if self._view_name is not None:
+                self._handle_displayed(**kwargs)
+
+
+def _widget_view_bundle(widget: W.Widget) -> dict:
+    """What ipywidgets 7's ``Widget._ipython_display_`` shows: a short repr and, while the
+    widget is open, its view (the same bundle as ipywidgets 8's ``_repr_mimebundle_``)."""
+    plaintext = repr(widget)
+    data = {"text/plain": plaintext if len(plaintext) <= 110 else plaintext[:110] + "…"}
+    if widget._view_name is not None and widget.comm is not None:
+        data["application/vnd.jupyter.widget-view+json"] = {
+            "version_major": 2, "version_minor": 0, "model_id": widget._model_id}
+    return data
