@@ -64,6 +64,15 @@ def plot_simulated(ax_loss, ax_dev, runs: SimulatedRuns) -> None:
     ax_dev.grid(alpha=0.3)
 
 
+def _against_ranks(ax, ylabel: str, title: str) -> None:
+    """Labels, legend and log grid of a log-log plot against the number of ranks k."""
+    ax.set_xlabel("ranks k")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+
+
 def plot_bucket_costs(ax, table: Mapping[float, np.ndarray], world_sizes: Sequence[int],
                       n_bytes: float) -> None:
     """All-reduce time of ``n_bytes`` against k, one curve per message size."""
@@ -71,11 +80,8 @@ def plot_bucket_costs(ax, table: Mapping[float, np.ndarray], world_sizes: Sequen
         label = f"{size / MB:g} MB messages" if size >= 0.1 * MB else f"{size / 1e3:g} kB messages"
         ax.loglog(world_sizes, seconds * 1e3, marker="o", ms=4, color=plotting.color_at(i),
                   label=f"{label} ({int(np.ceil(n_bytes / size))})")
-    ax.set_xlabel("ranks k")
-    ax.set_ylabel("all-reduce time (ms)")
-    ax.set_title(f"ring all-reduce of {n_bytes / MB:g} MB of gradients")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, which="both")
+    _against_ranks(ax, "all-reduce time (ms)",
+                   f"ring all-reduce of {n_bytes / MB:g} MB of gradients")
 
 
 def plot_zero(ax, table: Mapping[int, np.ndarray], world_sizes: Sequence[int],
@@ -89,11 +95,8 @@ def plot_zero(ax, table: Mapping[int, np.ndarray], world_sizes: Sequence[int],
     if gpu_bytes:
         ax.axhline(gpu_bytes / 1e9, color="k", ls=":", lw=1,
                    label=f"one GPU's memory ({gpu_bytes / 1e9:g} GB)")
-    ax.set_xlabel("ranks k")
-    ax.set_ylabel("model state per rank (GB)")
-    ax.set_title(f"{n_params / 1e9:g}B parameters, mixed-precision Adam")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, which="both")
+    _against_ranks(ax, "model state per rank (GB)",
+                   f"{n_params / 1e9:g}B parameters, mixed-precision Adam")
 
 
 def plot_ddp_drift(ax, results: Mapping[int, DDPResult]) -> None:
